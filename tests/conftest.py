@@ -19,3 +19,11 @@ def mnist_idx_dir():
     if not os.path.exists(os.path.join(path, "train-images-idx3-ubyte.gz")):
         pytest.skip(f"MNIST IDX files not found in {path} (set JAXGAN_SHARED_DATA)")
     return path
+
+
+@pytest.fixture
+def fashion_mnist_idx_dir():
+    path = os.path.join(SHARED_DATA, "fashion_mnist")
+    if not os.path.exists(os.path.join(path, "train-images-idx3-ubyte.gz")):
+        pytest.skip(f"Fashion-MNIST IDX files not found in {path} (set JAXGAN_SHARED_DATA)")
+    return path

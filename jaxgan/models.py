@@ -1,0 +1,509 @@
+"""Canonical GAN networks (Flax Linen): a generator G and a discriminator D per model name.
+
+Every G maps a latent batch ``z`` of shape ``(B, latent_dim)`` to samples ``(B, *data_shape)``;
+every D maps ``(B, *data_shape)`` to one logit per *pack* of ``m`` samples, shape ``(B // m,)``
+(PacGAN packing, Lin et al. 2018; ``m = 1`` is an ordinary D). The sigmoid of the original
+papers' D is folded into the loss. Both take ``train`` as a keyword: in train mode BatchNorm
+normalises with batch statistics and updates its running averages in the ``"batch_stats"``
+collection (apply with ``mutable=["batch_stats"]``) and dropout is active (rng collection
+``"dropout"``).
+
+Models (layer-by-layer specs in ``shared/peers/MODELS.md``):
+
+* ``toy2d``: PacGAN's 2-D mixture networks (Lin et al. 2018).
+* ``mlp``: Goodfellow et al. 2014, MNIST (goodfeli/adversarial ``mnist.yaml``).
+* ``dcgan28``: the TensorFlow DCGAN tutorial (28x28).
+* ``dcgan32``, ``dcgan64``: Radford et al. 2015 as in pytorch/examples ``dcgan`` (32x32, 64x64).
+
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+MODEL_NAMES = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64")
+
+_LATENT_PRIORS = ("normal", "uniform")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _uniform(scale: float) -> Callable[..., jax.Array]:
+    """Initializer drawing from U(-scale, scale)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+    return init
+
+
+def _normal_around_one(stddev: float) -> Callable[..., jax.Array]:
+    """Initializer drawing from N(1, stddev²) (DCGAN's BatchNorm scale)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return 1.0 + stddev * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def _pack(x: jax.Array, pack: int, *, channels_last: bool) -> jax.Array:
+    """Packs groups of ``pack`` consecutive samples into one D input (PacGAN).
+
+    Args:
+      x: a batch ``(B, *shape)``.
+      pack: the packing degree ``m``; ``B`` must be divisible by it.
+      channels_last: if True, concatenate the ``m`` samples along the last (channel) axis,
+        giving ``(B // m, *shape[:-1], m * shape[-1])``; otherwise flatten them into
+        ``(B // m, m * prod(shape))``.
+
+    Returns:
+      The packed batch.
+
+    Raises:
+      ValueError: if ``B`` is not divisible by ``pack``.
+    """
+    batch = x.shape[0]
+    if pack < 1 or batch % pack:
+        raise ValueError(
+            f"discriminator batch size {batch} is not divisible by the packing degree {pack}"
+        )
+    if not channels_last:
+        return x.reshape(batch // pack, -1)
+    if pack == 1:
+        return x
+    grouped = x.reshape(batch // pack, pack, *x.shape[1:])
+    grouped = jnp.moveaxis(grouped, 1, -2)  # (B/m, H, W, m, C): sample i owns channels iC..iC+C-1
+    return grouped.reshape(*grouped.shape[:-2], pack * x.shape[-1])
+
+
+class Maxout(nn.Module):
+    """A maxout layer (Goodfellow et al. 2013): Dense(units * pieces), max over each group.
+
+    Unit ``j`` takes the max of pre-activation columns ``pieces*j .. pieces*j + pieces - 1``
+    (pylearn2's grouping).
+
+    Attributes:
+      units: number of output units.
+      pieces: number of linear pieces per unit.
+      kernel_init: initializer of the Dense kernel; the bias starts at 0.
+    """
+
+    units: int
+    pieces: int
+    kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Applies the layer.
+
+        Args:
+          x: inputs ``(B, features)``.
+
+        Returns:
+          ``(B, units)`` activations.
+        """
+        h = nn.Dense(self.units * self.pieces, kernel_init=self.kernel_init)(x)
+        return h.reshape(*h.shape[:-1], self.units, self.pieces).max(axis=-1)
+
+
+# ----------------------------------------------------------------------------- toy2d
+_TOY_INIT = nn.initializers.normal(stddev=0.02)
+
+
+class Toy2dGenerator(nn.Module):
+    """PacGAN's 2-D generator (Lin et al. 2018): 4 x (Dense 400, BatchNorm, ReLU), linear out.
+
+    Attributes:
+      data_dim: size of each output sample (2 for the 2-D mixtures).
+      hidden: width of the hidden layers.
+      num_hidden: number of hidden layers.
+    """
+
+    data_dim: int = 2
+    hidden: int = 400
+    num_hidden: int = 4
+
+    @nn.compact
+    def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
+        """Maps latents ``(B, latent_dim)`` to samples ``(B, data_dim)`` (unbounded)."""
+        h = z
+        for _ in range(self.num_hidden):
+            h = nn.Dense(self.hidden, kernel_init=_TOY_INIT)(h)
+            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
+            h = nn.relu(h)
+        return nn.Dense(self.data_dim, kernel_init=_TOY_INIT)(h)
+
+
+class Toy2dDiscriminator(nn.Module):
+    """PacGAN's 2-D discriminator (Lin et al. 2018): 3 maxout layers (200 x 5), linear logit.
+
+    Attributes:
+      pack: PacGAN packing degree ``m``; the ``m`` samples of a pack are concatenated.
+      units: maxout units per layer.
+      pieces: maxout pieces per unit.
+      num_layers: number of maxout layers.
+    """
+
+    pack: int = 1
+    units: int = 200
+    pieces: int = 5
+    num_layers: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """Maps samples ``(B, d)`` to logits ``(B // pack,)``; ``train`` is unused."""
+        del train  # no BatchNorm or dropout
+        h = _pack(x, self.pack, channels_last=False)
+        for _ in range(self.num_layers):
+            h = Maxout(self.units, self.pieces, kernel_init=_TOY_INIT)(h)
+        return nn.Dense(1, kernel_init=_TOY_INIT)(h).reshape(-1)
+
+
+# ----------------------------------------------------------------------------- mlp
+class MLPGenerator(nn.Module):
+    """Goodfellow et al. 2014 MNIST generator: Dense 1200 ReLU, 1200 ReLU, 784 sigmoid.
+
+    Weights start U(-0.05, 0.05), biases 0 (goodfeli/adversarial ``mnist.yaml``).
+
+    Attributes:
+      data_shape: per-example output shape; its product must be 784.
+    """
+
+    data_shape: tuple[int, ...] = (784,)
+
+    @nn.compact
+    def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
+        """Maps latents ``(B, 100)`` to samples ``(B, *data_shape)`` in (0, 1)."""
+        del train  # no BatchNorm or dropout
+        init = _uniform(0.05)
+        h = nn.relu(nn.Dense(1200, kernel_init=init)(z))
+        h = nn.relu(nn.Dense(1200, kernel_init=init)(h))
+        h = nn.sigmoid(nn.Dense(784, kernel_init=init)(h))
+        return h.reshape(z.shape[0], *self.data_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """Goodfellow et al. 2014 MNIST discriminator: maxout 240 x 5 twice, then a logit.
+
+    Weights start U(-0.005, 0.005), biases 0. Dropout as in ``mnist.yaml``: keep probability
+    0.8 on the input and 0.5 on each hidden layer, in train mode only.
+
+    Attributes:
+      pack: PacGAN packing degree ``m``; the ``m`` flattened samples of a pack are concatenated.
+      dropout: whether to apply dropout in train mode; the MODELS.md speed benchmark turns it
+        off (``models.discriminator.clone(dropout=False)``).
+    """
+
+    pack: int = 1
+    dropout: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """Maps samples ``(B, *shape)`` (prod 784) to logits ``(B // pack,)``."""
+        deterministic = not (train and self.dropout)
+        init = _uniform(0.005)
+        h = _pack(x, self.pack, channels_last=False)
+        h = nn.Dropout(rate=0.2, deterministic=deterministic)(h)
+        for _ in range(2):
+            h = Maxout(240, 5, kernel_init=init)(h)
+            h = nn.Dropout(rate=0.5, deterministic=deterministic)(h)
+        return nn.Dense(1, kernel_init=init)(h).reshape(-1)
+
+
+# ----------------------------------------------------------------------------- dcgan28
+_KERAS_INIT = nn.initializers.glorot_uniform()
+
+
+def _keras_batch_norm(train: bool) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3)
+
+
+class DCGAN28Generator(nn.Module):
+    """The TensorFlow DCGAN tutorial generator for 28x28 images.
+
+    Dense 7*7*256 (no bias), BN, LeakyReLU 0.3, reshape; ConvTranspose 128 k5 s1, BN, LReLU;
+    ConvTranspose 64 k5 s2, BN, LReLU; ConvTranspose nc k5 s2, tanh. Keras defaults: glorot
+    uniform kernels, BatchNorm momentum 0.99, epsilon 1e-3, SAME padding.
+
+    Attributes:
+      nc: number of output channels.
+    """
+
+    nc: int = 1
+
+    @nn.compact
+    def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
+        """Maps latents ``(B, 100)`` to images ``(B, 28, 28, nc)`` in [-1, 1]."""
+        h = nn.Dense(7 * 7 * 256, use_bias=False, kernel_init=_KERAS_INIT)(z)
+        h = nn.leaky_relu(_keras_batch_norm(train)(h), 0.3)
+        h = h.reshape(z.shape[0], 7, 7, 256)
+        for features, stride in ((128, 1), (64, 2)):
+            h = nn.ConvTranspose(
+                features, (5, 5), (stride, stride), "SAME", use_bias=False, kernel_init=_KERAS_INIT
+            )(h)
+            h = nn.leaky_relu(_keras_batch_norm(train)(h), 0.3)
+        h = nn.ConvTranspose(
+            self.nc, (5, 5), (2, 2), "SAME", use_bias=False, kernel_init=_KERAS_INIT
+        )(h)
+        return jnp.tanh(h)
+
+
+class DCGAN28Discriminator(nn.Module):
+    """The TensorFlow DCGAN tutorial discriminator for 28x28 images.
+
+    Conv 64 k5 s2, LeakyReLU 0.3, Dropout 0.3; Conv 128 k5 s2, LReLU, Dropout 0.3; Dense 1.
+    Keras defaults: glorot uniform kernels, zero biases, SAME padding.
+
+    Attributes:
+      pack: PacGAN packing degree ``m``; the ``m`` images of a pack are concatenated along
+        the channel axis.
+    """
+
+    pack: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """Maps images ``(B, 28, 28, C)`` to logits ``(B // pack,)``."""
+        h = _pack(x, self.pack, channels_last=True)
+        for features in (64, 128):
+            h = nn.Conv(features, (5, 5), (2, 2), "SAME", kernel_init=_KERAS_INIT)(h)
+            h = nn.Dropout(rate=0.3, deterministic=not train)(nn.leaky_relu(h, 0.3))
+        h = h.reshape(h.shape[0], -1)
+        return nn.Dense(1, kernel_init=_KERAS_INIT)(h).reshape(-1)
+
+
+# ----------------------------------------------------------------------------- dcgan32/64
+_DCGAN_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def _dcgan_batch_norm(train: bool) -> nn.BatchNorm:
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        scale_init=_normal_around_one(0.02),
+    )
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN generator (Radford et al. 2015) as in pytorch/examples ``dcgan``.
+
+    ConvTranspose ``ngf * 2**(num_blocks-1)`` k4 s1 p0 on the 1x1 latent, then
+    ``num_blocks - 1`` ConvTranspose k4 s2 p1 halving the width, each followed by BatchNorm and
+    ReLU, then ConvTranspose nc k4 s2 p1 and tanh. No biases; weights N(0, 0.02²), BatchNorm
+    scale N(1, 0.02²), momentum 0.9 (torch 0.1), epsilon 1e-5. ``num_blocks=4`` gives 64x64
+    images (dcgan64), ``3`` gives 32x32 (dcgan32). Torch padding p becomes the
+    ``lax.conv_transpose`` padding ``k - 1 - p`` with ``transpose_kernel=True``.
+
+    Attributes:
+      num_blocks: number of ConvTranspose + BatchNorm + ReLU blocks.
+      nc: number of output channels.
+      ngf: width of the last block.
+    """
+
+    num_blocks: int = 4
+    nc: int = 3
+    ngf: int = 64
+
+    @nn.compact
+    def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
+        """Maps latents ``(B, nz)`` to images ``(B, 2**(num_blocks+2), same, nc)`` in [-1, 1]."""
+        h = z.reshape(z.shape[0], 1, 1, z.shape[-1])
+        for i in range(self.num_blocks):
+            features = self.ngf * 2 ** (self.num_blocks - 1 - i)
+            stride, pad = (1, 3) if i == 0 else (2, 2)  # torch p0 on 1x1, then p1
+            h = nn.ConvTranspose(
+                features,
+                (4, 4),
+                (stride, stride),
+                ((pad, pad), (pad, pad)),
+                use_bias=False,
+                kernel_init=_DCGAN_INIT,
+                transpose_kernel=True,
+            )(h)
+            h = nn.relu(_dcgan_batch_norm(train)(h))
+        h = nn.ConvTranspose(
+            self.nc,
+            (4, 4),
+            (2, 2),
+            ((2, 2), (2, 2)),
+            use_bias=False,
+            kernel_init=_DCGAN_INIT,
+            transpose_kernel=True,
+        )(h)
+        return jnp.tanh(h)
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN discriminator (Radford et al. 2015) as in pytorch/examples ``dcgan``.
+
+    Conv ``ndf`` k4 s2 p1 and LeakyReLU 0.2, then ``num_blocks - 1`` Conv k4 s2 p1 doubling the
+    width, each followed by BatchNorm and LeakyReLU 0.2, then Conv 1 k4 s1 p0 on the 4x4 map
+    (the logit). No biases; weights N(0, 0.02²), BatchNorm scale N(1, 0.02²), momentum 0.9,
+    epsilon 1e-5. ``num_blocks=4`` takes 64x64 images (dcgan64), ``3`` takes 32x32 (dcgan32).
+
+    Attributes:
+      num_blocks: number of stride-2 convolutions.
+      ndf: width of the first convolution.
+      pack: PacGAN packing degree ``m``; the ``m`` images of a pack are concatenated along
+        the channel axis.
+    """
+
+    num_blocks: int = 4
+    ndf: int = 64
+    pack: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """Maps images ``(B, S, S, C)``, ``S = 2**(num_blocks+2)``, to logits ``(B // pack,)``."""
+        h = _pack(x, self.pack, channels_last=True)
+        for i in range(self.num_blocks):
+            h = nn.Conv(
+                self.ndf * 2**i,
+                (4, 4),
+                (2, 2),
+                ((1, 1), (1, 1)),
+                use_bias=False,
+                kernel_init=_DCGAN_INIT,
+            )(h)
+            if i > 0:
+                h = _dcgan_batch_norm(train)(h)
+            h = nn.leaky_relu(h, 0.2)
+        h = nn.Conv(1, (4, 4), (1, 1), "VALID", use_bias=False, kernel_init=_DCGAN_INIT)(h)
+        return h.reshape(-1)
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclasses.dataclass(frozen=True)
+class GANModels:
+    """A generator, a discriminator and what a trainer needs to know about them.
+
+    Attributes:
+      generator: ``generator.apply(vars, z, train=...)`` maps ``(B, latent_dim)`` latents to
+        samples ``(B, *data_shape)``.
+      discriminator: ``discriminator.apply(vars, x, train=...)`` maps ``(B, *data_shape)``
+        samples to logits ``(B // pack,)``.
+      latent_dim: size of the latent vector z.
+      data_shape: per-example sample shape, e.g. ``(2,)``, ``(784,)`` or ``(32, 32, 3)``.
+      output_range: the range of the generator's output activation.
+      pack: PacGAN packing degree ``m`` of the discriminator (1 = no packing).
+      prior: the latent prior: ``"normal"`` is N(0, I), ``"uniform"`` is U(-√3, √3) per
+        coordinate (zero mean, unit variance, Goodfellow et al. 2014).
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    latent_dim: int
+    data_shape: tuple[int, ...]
+    output_range: tuple[float, float]
+    pack: int
+    prior: str = "normal"
+
+    def __post_init__(self):
+        if self.prior not in _LATENT_PRIORS:
+            raise ValueError(f"unknown prior {self.prior!r}; known: {_LATENT_PRIORS}")
+
+    def sample_latent(self, key: jax.Array, num: int) -> jax.Array:
+        """Draws ``num`` latent vectors from the model's prior.
+
+        Args:
+          key: a typed PRNG key (``jax.random.key``).
+          num: number of vectors.
+
+        Returns:
+          float32 array of shape ``(num, latent_dim)``.
+        """
+        shape = (num, self.latent_dim)
+        if self.prior == "uniform":
+            bound = math.sqrt(3.0)
+            return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+        return jax.random.normal(key, shape, jnp.float32)
+
+
+def _require_image(name: str, data_shape: tuple[int, ...], size: int) -> int:
+    if len(data_shape) != 3 or data_shape[:2] != (size, size) or data_shape[2] < 1:
+        raise ValueError(f"{name} needs data_shape ({size}, {size}, C), got {data_shape}")
+    return data_shape[2]
+
+
+def build_models(name: str, *, data_shape: tuple[int, ...], pack: int = 1) -> GANModels:
+    """Builds the generator and discriminator of a canonical GAN by name.
+
+    Args:
+      name: one of ``MODEL_NAMES``: ``"toy2d"`` (PacGAN 2-D, Lin et al. 2018), ``"mlp"``
+        (Goodfellow et al. 2014), ``"dcgan28"`` (TensorFlow DCGAN tutorial), ``"dcgan32"`` and
+        ``"dcgan64"`` (Radford et al. 2015).
+      data_shape: per-example data shape. toy2d: ``(d,)``; mlp: any shape with 784 elements;
+        dcgan28/32/64: ``(S, S, C)`` with S = 28/32/64 and any channel count C.
+      pack: PacGAN packing degree ``m`` (Lin et al. 2018): D scores packs of ``m`` samples,
+        so its batch must be divisible by ``m``.
+
+    Returns:
+      A ``GANModels``.
+
+    Raises:
+      ValueError: for an unknown name, a data shape the networks cannot produce, or
+        ``pack < 1``.
+
+    Example:
+      >>> import jax
+      >>> models = build_models("toy2d", data_shape=(2,), pack=2)
+      >>> z = models.sample_latent(jax.random.key(0), 4)
+      >>> g_vars = models.generator.init(jax.random.key(1), z, train=False)
+      >>> fake = models.generator.apply(g_vars, z, train=False)
+      >>> fake.shape
+      (4, 2)
+      >>> d_vars = models.discriminator.init(jax.random.key(2), fake, train=False)
+      >>> models.discriminator.apply(d_vars, fake, train=False).shape
+      (2,)
+    """
+    data_shape = tuple(int(s) for s in data_shape)
+    if not isinstance(pack, int) or pack < 1:
+        raise ValueError(f"pack must be a positive integer, got {pack!r}")
+    if name == "toy2d":
+        if len(data_shape) != 1 or data_shape[0] < 1:
+            raise ValueError(f"toy2d needs a vector data_shape (d,), got {data_shape}")
+        return GANModels(
+            generator=Toy2dGenerator(data_dim=data_shape[0]),
+            discriminator=Toy2dDiscriminator(pack=pack),
+            latent_dim=2,
+            data_shape=data_shape,
+            output_range=(-math.inf, math.inf),
+            pack=pack,
+        )
+    if name == "mlp":
+        if math.prod(data_shape) != 784 or not data_shape:
+            raise ValueError(f"mlp needs a data_shape with 784 elements, got {data_shape}")
+        return GANModels(
+            generator=MLPGenerator(data_shape=data_shape),
+            discriminator=MLPDiscriminator(pack=pack),
+            latent_dim=100,
+            data_shape=data_shape,
+            output_range=(0.0, 1.0),
+            pack=pack,
+            prior="uniform",
+        )
+    if name == "dcgan28":
+        nc = _require_image(name, data_shape, 28)
+        generator, discriminator = DCGAN28Generator(nc=nc), DCGAN28Discriminator(pack=pack)
+    elif name in ("dcgan32", "dcgan64"):
+        num_blocks = 3 if name == "dcgan32" else 4
+        nc = _require_image(name, data_shape, 2 ** (num_blocks + 2))
+        generator = DCGANGenerator(num_blocks=num_blocks, nc=nc)
+        discriminator = DCGANDiscriminator(num_blocks=num_blocks, pack=pack)
+    else:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    return GANModels(
+        generator=generator,
+        discriminator=discriminator,
+        latent_dim=100,
+        data_shape=data_shape,
+        output_range=(-1.0, 1.0),
+        pack=pack,
+    )

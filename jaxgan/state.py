@@ -1,0 +1,160 @@
+"""GANState, optimizers and state creation.
+
+The state is one immutable pytree of arrays. Everything static (modules, optimizers,
+loss choice) lives in :class:`GAN` or is closed over by the step factory, never in
+the state, so the state can be checkpointed, donated, sharded and vmapped as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxgan import models as models_lib
+
+__all__ = ["GAN", "GANState", "build_gan", "create_state", "make_optimizer"]
+
+PyTree = Any
+
+
+class GANState(struct.PyTreeNode):
+    """Everything that changes during training, as one pytree of arrays.
+
+    Attributes:
+      step: number of completed training iterations (k D updates + 1 G update), int32.
+      g_params, d_params: the networks' parameters.
+      g_model_state, d_model_state: the networks' other variables, e.g.
+        ``{"batch_stats": ...}`` for BatchNorm; ``{}`` when there are none.
+      g_opt_state, d_opt_state: the optax states of each network's optimizer.
+      g_ema_params: exponential moving average of ``g_params``.
+      skipped: number of iterations whose update was skipped for non-finite values.
+      skip_streak: number of consecutive skipped iterations up to this step.
+    """
+
+    step: jax.Array
+    g_params: PyTree
+    d_params: PyTree
+    g_model_state: PyTree
+    d_model_state: PyTree
+    g_opt_state: PyTree
+    d_opt_state: PyTree
+    g_ema_params: PyTree
+    skipped: jax.Array
+    skip_streak: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """The static half of a GAN: networks and optimizers (nothing that changes)."""
+
+    models: models_lib.GANModels
+    g_tx: optax.GradientTransformation
+    d_tx: optax.GradientTransformation
+
+    @property
+    def generator(self):
+        return self.models.generator
+
+    @property
+    def discriminator(self):
+        return self.models.discriminator
+
+
+def make_optimizer(opt_config: Any, learning_rate: float) -> optax.GradientTransformation:
+    """Builds an optax optimizer from an optimizer config.
+
+    Args:
+      opt_config: a ConfigDict (or object with attributes) with ``name`` ("adam" or
+        "sgd"); for adam ``b1``, ``b2``, ``eps``; for sgd ``momentum`` and optionally
+        ``final_momentum`` with ``momentum_ramp_steps`` (a linear ramp, as in
+        Goodfellow et al. 2014); for both, optional ``lr_decay``: the learning rate is
+        multiplied by it after every update (1.0 keeps it constant).
+      learning_rate: the initial learning rate.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose hyperparameters are visible in its
+      state (``optax.inject_hyperparams``).
+    """
+    name = opt_config.name
+    decay = float(getattr(opt_config, "lr_decay", 1.0) or 1.0)
+    if decay == 1.0:
+        lr: Any = float(learning_rate)
+    else:
+        lr = optax.exponential_decay(float(learning_rate), transition_steps=1, decay_rate=decay)
+    if name == "adam":
+        return optax.inject_hyperparams(optax.adam)(
+            learning_rate=lr, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps
+        )
+    if name == "sgd":
+        momentum: Any = float(opt_config.momentum)
+        final = getattr(opt_config, "final_momentum", None)
+        ramp = int(getattr(opt_config, "momentum_ramp_steps", 0) or 0)
+        if final is not None and ramp > 0:
+            momentum = optax.linear_schedule(momentum, float(final), ramp)
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum)
+    raise ValueError(f"Unknown optimizer {name!r}; choose 'adam' or 'sgd'.")
+
+
+def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
+    """Builds the networks and optimizers named by a config.
+
+    Args:
+      config: the run config (fields ``model.name``, ``model.pack``, ``optimizer``,
+        ``g_lr``, ``d_lr``; see ``jaxgan/configs/default.py``).
+      data_shape: shape of one data example, e.g. ``(2,)`` or ``(28, 28, 1)``.
+
+    Returns:
+      A :class:`GAN`.
+    """
+    models = models_lib.build_models(
+        config.model.name,
+        data_shape=tuple(data_shape),
+        pack=int(config.model.get("pack", 1)),
+        **dict(config.model.get("kwargs", {}) or {}),
+    )
+    return GAN(
+        models=models,
+        g_tx=make_optimizer(config.optimizer, config.g_lr),
+        d_tx=make_optimizer(config.optimizer, config.d_lr),
+    )
+
+
+def _split_variables(variables: PyTree) -> tuple[PyTree, PyTree]:
+    variables = dict(variables)
+    params = variables.pop("params")
+    return params, variables
+
+
+def create_state(gan: GAN, key: jax.Array) -> GANState:
+    """Initializes both networks, both optimizer states and the EMA.
+
+    Args:
+      gan: the networks and optimizers.
+      key: a PRNG key (``jax.random.key(seed)``).
+
+    Returns:
+      A :class:`GANState` at step 0.
+    """
+    models = gan.models
+    g_key, d_key = jax.random.split(key)
+    z = jnp.zeros((models.pack, models.latent_dim), jnp.float32)
+    x = jnp.zeros((models.pack, *models.data_shape), jnp.float32)
+    g_params, g_model_state = _split_variables(models.generator.init(g_key, z, train=False))
+    d_params, d_model_state = _split_variables(models.discriminator.init(d_key, x, train=False))
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        d_params=d_params,
+        g_model_state=g_model_state,
+        d_model_state=d_model_state,
+        g_opt_state=gan.g_tx.init(g_params),
+        d_opt_state=gan.d_tx.init(d_params),
+        g_ema_params=jax.tree.map(jnp.copy, g_params),
+        skipped=jnp.zeros((), jnp.int32),
+        skip_streak=jnp.zeros((), jnp.int32),
+    )

@@ -1,0 +1,236 @@
+"""The training step and the sampler: pure, jit-able functions with no I/O.
+
+One call of ``train_step`` is one iteration of Algorithm 1 of Goodfellow et al. 2014:
+k discriminator updates (a ``lax.scan``; each on its own real minibatch and fresh
+noise), then one generator update against the *updated* discriminator, then the EMA
+of the generator's parameters. All randomness comes from
+``fold_in(key, state.step)``, so a resumed run sees the same random numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import losses as losses_lib
+from jaxgan.state import GAN, GANState
+
+__all__ = ["apply_model", "make_sample_fn", "make_train_step", "step_keys"]
+
+Metrics = dict[str, jax.Array]
+
+
+def apply_model(module, params, model_state, x, *, train: bool, dropout_key=None):
+    """Applies a Linen module; returns ``(output, new_model_state)``.
+
+    In train mode the non-parameter collections (BatchNorm statistics) are mutable
+    and come back updated; in eval mode they come back unchanged.
+    """
+    variables = {"params": params, **model_state}
+    rngs = {"dropout": dropout_key} if dropout_key is not None else None
+    if train and model_state:
+        return module.apply(variables, x, train=True, rngs=rngs, mutable=list(model_state))
+    return module.apply(variables, x, train=train, rngs=rngs), model_state
+
+
+def step_keys(key: jax.Array, step: jax.Array, d_steps: int) -> tuple[jax.Array, jax.Array]:
+    """The keys of one iteration: ``(d_keys [d_steps], g_key)`` from ``fold_in(key, step)``."""
+    keys = jax.random.split(jax.random.fold_in(key, step), d_steps + 1)
+    return keys[:d_steps], keys[d_steps]
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_train_step(
+    gan: GAN,
+    *,
+    loss: str = "non_saturating",
+    d_steps: int = 1,
+    ema_decay: float = 0.999,
+    fresh_g_noise: bool = True,
+    gp_weight: float = 0.0,
+    r1_gamma: float = 0.0,
+    r2_gamma: float = 0.0,
+    skip_nonfinite: bool = True,
+) -> Callable[[GANState, jax.Array, jax.Array], tuple[GANState, Metrics]]:
+    """Builds ``train_step(state, real_batches, key) -> (state, metrics)``.
+
+    Args:
+      gan: networks and optimizers.
+      loss: a name from :data:`jaxgan.losses.LOSSES`.
+      d_steps: k, the number of discriminator updates per iteration.
+      ema_decay: decay of the generator EMA (0 makes the EMA equal the parameters).
+      fresh_g_noise: draw new noise for the generator update (Algorithm 1 of
+        Goodfellow et al.); if False, reuse the last D update's noise, as
+        pytorch/examples' DCGAN does.
+      gp_weight: weight λ of the WGAN-GP penalty (0: off).
+      r1_gamma: γ of the R1 penalty, added as ``γ/2 · mean(R1)`` (0: off).
+      r2_gamma: γ of the R2 penalty, likewise (0: off).
+      skip_nonfinite: if a loss, gradient or new parameter is not finite, keep the
+        old parameters and optimizer states of both networks (the step counter and
+        ``state.skipped`` still advance).
+
+    Returns:
+      A pure function. ``real_batches`` has shape ``[d_steps, B, *data_shape]``: one
+      real minibatch per D update. ``key`` is the run's training key; the function
+      folds in ``state.step`` itself. Jit it (with ``donate_argnums=0``) yourself.
+    """
+    if d_steps < 1:
+        raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+    loss_pair = losses_lib.get_loss(loss)
+    models = gan.models
+    generator, discriminator = models.generator, models.discriminator
+
+    def d_update(g_params, carry, inputs):
+        d_params, d_model_state, d_opt_state, g_model_state = carry
+        real, key = inputs
+        z_key, drop_real, drop_fake, gp_key = jax.random.split(key, 4)
+        z = models.sample_latent(z_key, real.shape[0])
+        fake, g_model_state = apply_model(generator, g_params, g_model_state, z, train=True)
+        fake = jax.lax.stop_gradient(fake)
+
+        def d_loss_fn(d_params):
+            real_logits, ms = apply_model(
+                discriminator, d_params, d_model_state, real, train=True, dropout_key=drop_real
+            )
+            fake_logits, ms = apply_model(
+                discriminator, d_params, ms, fake, train=True, dropout_key=drop_fake
+            )
+            d_loss = jnp.mean(loss_pair.discriminator(real_logits, fake_logits))
+            penalty = jnp.zeros((), d_loss.dtype)
+
+            def d_fn(x, dropout_key):
+                return apply_model(
+                    discriminator, d_params, d_model_state, x, train=True, dropout_key=dropout_key
+                )[0]
+
+            if gp_weight:
+                gp = losses_lib.wgan_gp_penalty(lambda x: d_fn(x, drop_real), real, fake, gp_key)
+                penalty += gp_weight * jnp.mean(gp)
+            if r1_gamma:
+                penalty += (
+                    0.5
+                    * r1_gamma
+                    * jnp.mean(losses_lib.r1_penalty(lambda x: d_fn(x, drop_real), real))
+                )
+            if r2_gamma:
+                penalty += (
+                    0.5
+                    * r2_gamma
+                    * jnp.mean(losses_lib.r2_penalty(lambda x: d_fn(x, drop_fake), fake))
+                )
+            return d_loss + penalty, (ms, real_logits, fake_logits, d_loss, penalty)
+
+        grads, (d_model_state, real_logits, fake_logits, d_loss, penalty) = jax.grad(
+            d_loss_fn, has_aux=True
+        )(d_params)
+        updates, d_opt_state = gan.d_tx.update(grads, d_opt_state, d_params)
+        d_params = optax.apply_updates(d_params, updates)
+        metrics = {
+            "d_loss": d_loss,
+            "d_penalty": penalty,
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+            "d_acc_real": jnp.mean((real_logits > 0).astype(jnp.float32)),
+            "d_acc_fake": jnp.mean((fake_logits < 0).astype(jnp.float32)),
+            "d_grad_norm": optax.tree.norm(grads),
+            "d_finite": _all_finite(grads) & jnp.isfinite(d_loss + penalty),
+        }
+        return (d_params, d_model_state, d_opt_state, g_model_state), (z, metrics)
+
+    def train_step(state: GANState, real_batches: jax.Array, key: jax.Array):
+        if real_batches.shape[0] != d_steps:
+            raise ValueError(
+                f"real_batches must have a leading axis of d_steps={d_steps} minibatches, "
+                f"got shape {real_batches.shape}."
+            )
+        batch_size = real_batches.shape[1]
+        d_keys, g_key = step_keys(key, state.step, d_steps)
+
+        # ---- k discriminator updates, G fixed.
+        carry = (state.d_params, state.d_model_state, state.d_opt_state, state.g_model_state)
+        (d_params, d_model_state, d_opt_state, g_model_state), (zs, d_metrics) = jax.lax.scan(
+            lambda c, xs: d_update(state.g_params, c, xs), carry, (real_batches, d_keys)
+        )
+        d_finite = jnp.all(d_metrics.pop("d_finite"))
+        d_metrics = jax.tree.map(jnp.mean, d_metrics)
+
+        # ---- one generator update against the updated discriminator.
+        z_key, drop_key = jax.random.split(g_key)
+        z = models.sample_latent(z_key, batch_size) if fresh_g_noise else zs[-1]
+
+        def g_loss_fn(g_params):
+            fake, g_ms = apply_model(generator, g_params, g_model_state, z, train=True)
+            fake_logits, d_ms = apply_model(
+                discriminator, d_params, d_model_state, fake, train=True, dropout_key=drop_key
+            )
+            g_loss = jnp.mean(loss_pair.generator(fake_logits))
+            return g_loss, (g_ms, d_ms)
+
+        (g_loss, (g_ms, d_ms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+            state.g_params
+        )
+        g_updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+        g_params = optax.apply_updates(state.g_params, g_updates)
+        g_ema_params = optax.incremental_update(g_params, state.g_ema_params, 1.0 - ema_decay)
+
+        new = state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            d_params=d_params,
+            g_model_state=g_ms,
+            d_model_state=d_ms,
+            g_opt_state=g_opt_state,
+            d_opt_state=d_opt_state,
+            g_ema_params=g_ema_params,
+        )
+        finite = (
+            d_finite
+            & _all_finite(g_grads)
+            & jnp.isfinite(g_loss)
+            & _all_finite((g_params, d_params, g_ms, d_ms))
+        )
+        if skip_nonfinite:
+            keep = jax.tree.map(lambda new_x, old_x: jnp.where(finite, new_x, old_x), new, state)
+            new = keep.replace(step=state.step + 1)
+        skipped_now = jnp.logical_not(finite).astype(jnp.int32)
+        new = new.replace(
+            skipped=state.skipped + skipped_now,
+            skip_streak=(state.skip_streak + 1) * skipped_now,
+        )
+        metrics = {
+            **d_metrics,
+            "g_loss": g_loss,
+            "g_grad_norm": optax.tree.norm(g_grads),
+            "g_param_norm": optax.tree.norm(new.g_params),
+            "d_param_norm": optax.tree.norm(new.d_params),
+            "finite": finite.astype(jnp.float32),
+            "skipped": new.skipped,
+            "skip_streak": new.skip_streak,
+        }
+        return new, metrics
+
+    return train_step
+
+
+def make_sample_fn(gan: GAN) -> Callable[[Any, Any, jax.Array, int], jax.Array]:
+    """Builds ``sample(g_params, g_model_state, key, num) -> samples``.
+
+    The generator runs in eval mode (BatchNorm uses its running statistics), so a
+    sample does not depend on the other samples drawn with it. Jit with ``num``
+    static (``static_argnums=3``).
+    """
+    models = gan.models
+
+    def sample(g_params, g_model_state, key, num: int):
+        z = models.sample_latent(key, num)
+        return apply_model(models.generator, g_params, g_model_state, z, train=False)[0]
+
+    return sample
