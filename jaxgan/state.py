@@ -115,7 +115,6 @@ def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
         config.model.name,
         data_shape=tuple(data_shape),
         pack=int(config.model.get("pack", 1)),
-        **dict(config.model.get("kwargs", {}) or {}),
     )
     return GAN(
         models=models,

@@ -1,0 +1,59 @@
+"""Every field of a jaxgan run, with its default. Presets import this and change a few.
+
+Not a preset itself: ``grid25.py`` is what ``python train.py`` runs with no argument.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # the whole run is a function of the config; the seed picks the randomness
+
+    # ---- data
+    config.data = ml_collections.ConfigDict()
+    # ring8 | grid25 (embedded); mnist | fashion_mnist | any tfds image dataset, as NAME[:VERSION]
+    config.data.name = "grid25"
+    config.data.idx_dir = ""  # folder of the four MNIST-format IDX .gz files (offline, no TF)
+    config.data.data_dir = ""  # tfds data_dir holding the prepared dataset ("" = tfds' default)
+    config.data.split = "train"
+
+    # ---- model (DESIGN.md §4)
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "toy2d"  # toy2d | mlp | dcgan28 | dcgan32 | dcgan64
+    config.model.pack = 1  # PacGAN packing degree m of the discriminator (1 = no packing)
+
+    # ---- objective and update schedule
+    config.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares
+    config.d_steps = 1  # k: discriminator updates per generator update
+    config.fresh_g_noise = True  # new noise for the G update (Algorithm 1); False reuses D's
+    config.gp_weight = 0.0  # WGAN-GP λ (0 = off)
+    config.r1_gamma = 0.0  # R1 γ (0 = off)
+    config.r2_gamma = 0.0  # R2 γ (0 = off)
+    config.ema_decay = 0.999  # EMA of G's parameters, used for samples and evaluation
+
+    # ---- optimization
+    config.batch_size = 100  # m: examples per minibatch (each of the k D updates gets its own)
+    config.num_steps = 20_000  # training iterations (k D updates + 1 G update each)
+    config.g_lr = 1e-4
+    config.d_lr = 1e-4
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adam"  # adam | sgd
+    config.optimizer.b1 = 0.5  # adam
+    config.optimizer.b2 = 0.999  # adam
+    config.optimizer.eps = 1e-8  # adam
+    config.optimizer.momentum = 0.0  # sgd
+    config.optimizer.final_momentum = 0.0  # sgd: momentum ramps linearly to this ...
+    config.optimizer.momentum_ramp_steps = 0  # ... over this many updates (0 = constant)
+    config.optimizer.lr_decay = 1.0  # learning rate multiplied by this after each update
+
+    # ---- health
+    config.max_consecutive_skips = 20  # stop after this many non-finite updates in a row
+
+    # ---- logging, evaluation, checkpoints (changing these does not change the results)
+    config.log_every = 100  # metrics.jsonl, TensorBoard and the progress bar
+    config.eval_every = 2_000  # sample pictures (and mode coverage on 2-D data)
+    config.ckpt_every = 2_000
+    config.keep_checkpoints = 3  # orbax keeps this many newest checkpoints
+    config.num_eval_samples = 2_500  # samples for mode coverage (PacGAN protocol)
+    return config

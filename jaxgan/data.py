@@ -1,0 +1,536 @@
+"""Datasets: the embedded 2-D mixtures, MNIST-family IDX files, tfds; on-device sampling.
+
+Every loader returns a :class:`Dataset`: a small frozen record of what the data is
+(name, kind, per-example shape, fingerprint) plus the host arrays the trainer puts
+on device once. Batches are then drawn on device by :func:`sample_batch`, a pure
+function of ``(arrays, key)``: no host→device copy per step, and the data order is
+part of the reproducible function of ``(seed, step)``.
+
+Sources:
+
+* ``ring8`` and ``grid25``, PacGAN's 2-D Gaussian mixtures (Lin et al. 2018),
+  embedded and infinite (:func:`mixture`).
+* MNIST-family data from a folder of the four standard IDX ``.gz`` files, read with
+  ``gzip`` and NumPy only (:func:`load_idx`, :func:`load_idx_labels`).
+* Any prepared tfds image dataset, read without TensorFlow through
+  ``tfds.data_source`` (:func:`load_tfds`). *Preparing* a tfds dataset does need
+  TensorFlow and a download; the error message says how.
+
+Loading mistakes (missing, truncated or corrupt files; unknown or unprepared
+datasets) raise :class:`DataError`, a ``ValueError`` whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import math
+import operator
+import os
+import zlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "IDX_FILES",
+    "IDX_NAMES",
+    "MIXTURES",
+    "DataError",
+    "Dataset",
+    "load",
+    "load_idx",
+    "load_idx_labels",
+    "load_tfds",
+    "mixture",
+    "sample_batch",
+]
+
+MIXTURES = ("ring8", "grid25")
+"""Names of the embedded 2-D Gaussian mixtures."""
+
+IDX_NAMES = ("mnist", "fashion_mnist")
+"""Dataset names :func:`load` accepts together with an ``idx_dir``."""
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+"""The four standard IDX files, ``(images, labels)`` per split."""
+
+_IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions.
+_IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension.
+_TFDS_CATALOG = "https://www.tensorflow.org/datasets/catalog/overview"
+
+
+class DataError(ValueError):
+    """A dataset could not be loaded; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A loaded dataset: what it is, and the host arrays to place on device once.
+
+    Equality and hashing are by identity (arrays make value equality ambiguous);
+    compare ``fingerprint`` to ask whether two datasets hold the same data.
+
+    Attributes:
+      name: Dataset name, e.g. ``"ring8"``, ``"mnist"`` or a tfds name.
+      kind: ``"mixture"`` (2-D toy, infinite) or ``"images"``.
+      shape: Per-example shape: ``(2,)`` for mixtures, ``(H, W, C)`` for images.
+      arrays: Host arrays: ``{"means": float32 (M, 2)}`` for mixtures,
+        ``{"images": uint8 (N, H, W, C)}`` for images.
+      std: Standard deviation of each mixture component (0 for images).
+      fingerprint: sha256 hex digest of the canonical bytes of the data.
+      num_examples: Number of examples, or ``None`` for infinite mixtures.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    arrays: dict[str, np.ndarray]
+    std: float = 0.0
+    fingerprint: str = ""
+    num_examples: int | None = None
+
+
+# ----------------------------------------------------------------------------
+# Fingerprints
+# ----------------------------------------------------------------------------
+
+
+def _mixture_fingerprint(means: np.ndarray, std: float) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"mixture:{means.shape}:std={float(std)!r}\n".encode())
+    digest.update(np.ascontiguousarray(means, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def _images_fingerprint(images: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"images:uint8:{tuple(images.shape)}\n".encode())
+    digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+    return digest.hexdigest()
+
+
+def _images_dataset(name: str, images: np.ndarray) -> Dataset:
+    return Dataset(
+        name=name,
+        kind="images",
+        shape=tuple(int(d) for d in images.shape[1:]),
+        arrays={"images": images},
+        fingerprint=_images_fingerprint(images),
+        num_examples=int(images.shape[0]),
+    )
+
+
+# ----------------------------------------------------------------------------
+# Embedded 2-D mixtures
+# ----------------------------------------------------------------------------
+
+
+def mixture(name: str) -> Dataset:
+    """Returns one of PacGAN's embedded 2-D Gaussian mixtures.
+
+    * ``ring8``: 8 components on the unit circle at angles ``2πi/8``, i = 0..7,
+      standard deviation 0.01.
+    * ``grid25``: 25 components at ``{-4, -2, 0, 2, 4}²``, standard deviation 0.05.
+
+    (Note ``linspace(0, 2π, 8)``, used by some reimplementations, repeats the
+    first angle at 2π and so has only 7 distinct modes.)
+
+    Args:
+      name: ``"ring8"`` or ``"grid25"``.
+
+    Returns:
+      A ``Dataset`` of kind ``"mixture"`` with ``arrays["means"]`` float32 (M, 2),
+      ``std`` set and ``num_examples`` None (the data are infinite).
+
+    Raises:
+      DataError: For any other name.
+
+    Example:
+      >>> ds = mixture("ring8")
+      >>> ds.arrays["means"].shape, ds.std
+      ((8, 2), 0.01)
+
+    References:
+      Lin et al., PacGAN: The power of two samples in generative adversarial
+      networks, 2018 (arXiv 1712.04086).
+    """
+    if name == "ring8":
+        angles = 2.0 * np.pi * np.arange(8) / 8.0
+        means = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+        std = 0.01
+    elif name == "grid25":
+        coords = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
+        means = np.array([(x, y) for x in coords for y in coords])
+        std = 0.05
+    else:
+        raise DataError(f"Unknown mixture {name!r}: the embedded mixtures are {MIXTURES}.")
+    means = means.astype(np.float32)
+    return Dataset(
+        name=name,
+        kind="mixture",
+        shape=(2,),
+        arrays={"means": means},
+        std=std,
+        fingerprint=_mixture_fingerprint(means, std),
+        num_examples=None,
+    )
+
+
+# ----------------------------------------------------------------------------
+# MNIST-family IDX files
+# ----------------------------------------------------------------------------
+
+
+def _idx_paths(directory: str, split: str) -> tuple[str, str]:
+    """Checks the folder holds all four IDX files; returns (images, labels) of split."""
+    if split not in IDX_FILES:
+        raise DataError(
+            f"Unknown IDX split {split!r}: use 'train' (train-*.gz) or 'test' (t10k-*.gz)."
+        )
+    expected = [f for pair in IDX_FILES.values() for f in pair]
+    if not os.path.isdir(directory):
+        raise DataError(
+            f"IDX folder {directory!r} does not exist or is not a folder. It should hold "
+            f"the four standard MNIST-format files: {', '.join(expected)}."
+        )
+    missing = [f for f in expected if not os.path.isfile(os.path.join(directory, f))]
+    if missing:
+        raise DataError(
+            f"IDX folder {directory!r} is missing {', '.join(missing)}. It should hold "
+            f"the four standard gzip-compressed MNIST-format files: {', '.join(expected)} "
+            "(as distributed, e.g. by yann.lecun.com or the Fashion-MNIST repository)."
+        )
+    images, labels = IDX_FILES[split]
+    return os.path.join(directory, images), os.path.join(directory, labels)
+
+
+def _read_idx(path: str, magic: int) -> np.ndarray:
+    """Reads one gzip-compressed unsigned-byte IDX file, checking it is complete."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError, zlib.error) as e:  # BadGzipFile is an OSError.
+        raise DataError(
+            f"IDX file {path!r} is truncated or corrupt: gzip could not decompress it "
+            f"({e}). Download it again and check its sha256."
+        ) from e
+    ndim = magic & 0xFF
+    header_len = 4 + 4 * ndim
+    if len(raw) < 4 or int.from_bytes(raw[:4], "big") != magic:
+        found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+        raise DataError(
+            f"IDX file {path!r} has magic number {found}, expected {magic} "
+            f"(0x{magic:08x}): it is not an unsigned-byte {ndim}-D IDX file, or is corrupt."
+        )
+    if len(raw) < header_len:
+        raise DataError(f"IDX file {path!r} is truncated: its header is incomplete.")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = math.prod(dims)
+    payload = len(raw) - header_len
+    if payload < expected:
+        raise DataError(
+            f"IDX file {path!r} is truncated: its header says {dims} = {expected} bytes "
+            f"of data but it holds {payload}. Download it again and check its sha256."
+        )
+    if payload > expected:
+        raise DataError(
+            f"IDX file {path!r} is corrupt: its header says {dims} = {expected} bytes "
+            f"of data but it holds {payload}."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+def load_idx(directory: str, *, name: str = "mnist", split: str = "train") -> Dataset:
+    """Loads MNIST-format images from a folder of the four standard IDX ``.gz`` files.
+
+    Needs only ``gzip`` and NumPy. All four files (``train-images-idx3-ubyte.gz``,
+    ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
+    ``t10k-labels-idx1-ubyte.gz``) must be present; the images of ``split`` are
+    read and checked to be complete and to match the number of labels.
+
+    Args:
+      directory: Folder holding the four files.
+      name: Name recorded in the result, e.g. ``"mnist"`` or ``"fashion_mnist"``.
+      split: ``"train"`` (the ``train-*`` files) or ``"test"`` (``t10k-*``).
+
+    Returns:
+      A ``Dataset`` of kind ``"images"`` with ``arrays["images"]`` uint8
+      (N, H, W, 1), read-only; (60000, 28, 28, 1) for the MNIST train split.
+
+    Raises:
+      DataError: A file is missing, truncated or corrupt, or the split is unknown.
+    """
+    images_path, labels_path = _idx_paths(directory, split)
+    images = _read_idx(images_path, _IDX_IMAGES_MAGIC)
+    num_labels = _read_idx(labels_path, _IDX_LABELS_MAGIC).shape[0]
+    if images.shape[0] != num_labels:
+        raise DataError(
+            f"IDX files do not match: {images_path!r} holds {images.shape[0]} images but "
+            f"{labels_path!r} holds {num_labels} labels."
+        )
+    return _images_dataset(name, images[..., None])
+
+
+def load_idx_labels(directory: str, *, split: str) -> np.ndarray:
+    """Loads the labels of one split from a folder of the four standard IDX files.
+
+    Args:
+      directory: Folder holding the four files (see :func:`load_idx`).
+      split: ``"train"`` or ``"test"``.
+
+    Returns:
+      uint8 array (N,) of class labels, in the order of :func:`load_idx`'s images.
+
+    Raises:
+      DataError: A file is missing, truncated or corrupt, or the split is unknown.
+    """
+    _, labels_path = _idx_paths(directory, split)
+    return _read_idx(labels_path, _IDX_LABELS_MAGIC)
+
+
+# ----------------------------------------------------------------------------
+# tfds
+# ----------------------------------------------------------------------------
+
+
+def _prepare_hint(name: str, data_dir: Any) -> str:
+    return (
+        "Reading a prepared dataset needs no TensorFlow, but preparing one needs "
+        "TensorFlow and a download: `pip install tensorflow`, then `python -c "
+        '"import tensorflow_datasets as tfds; '
+        f"tfds.builder('{name}', data_dir='{data_dir}', file_format='array_record')"
+        '.download_and_prepare()"` (array_record: the random-access format '
+        "tfds.data_source reads). Or pass --config.data.data_dir pointing at a folder "
+        "that holds the prepared dataset, or for MNIST and Fashion-MNIST use "
+        "--config.data.idx_dir with a folder of the four IDX .gz files."
+    )
+
+
+def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -> Dataset:
+    """Loads a prepared tfds image dataset into one uint8 array, without TensorFlow.
+
+    Reads through ``tfds.data_source(name, split=split, data_dir=data_dir,
+    download=False)``, so the dataset must already be prepared in ``data_dir`` in a
+    random-access format (``array_record``); nothing is downloaded. Works inside
+    ``tfds.testing.mock_data``, which mocks ``tfds.data_source``.
+
+    Args:
+      name: A registered tfds name, optionally with config and version:
+        ``"mnist"``, ``"mnist:3.0.1"``, ``"cifar10"``.
+      split: A tfds split, e.g. ``"train"`` or ``"train[:90%]"``.
+      data_dir: The tfds data folder; None uses tfds' default (``TFDS_DATA_DIR``
+        or ``~/tensorflow_datasets``).
+
+    Returns:
+      A ``Dataset`` of kind ``"images"`` with the ``"image"`` feature of every
+      example of the split, in tfds order, as ``arrays["images"]`` uint8
+      (N, H, W, C).
+
+    Raises:
+      DataError: The name is not a tfds dataset; the dataset is not prepared in
+        ``data_dir`` (or not in a random-access format); it has no ``"image"``
+        feature; its images are not uint8 or differ in shape.
+    """
+    import tensorflow_datasets as tfds  # Deferred: a heavy import only tfds users need.
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError as e:
+        raise DataError(
+            f"Unknown dataset {name!r}: it is not a registered tfds dataset. The "
+            f"embedded datasets are {', '.join(MIXTURES)}; MNIST and Fashion-MNIST "
+            "also load offline from IDX files (--config.data.idx_dir); any image "
+            f"dataset of the tfds catalog works once prepared: {_TFDS_CATALOG}"
+        ) from e
+    except Exception as e:
+        raise DataError(f"Could not open tfds dataset {name!r}: {e}") from e
+
+    features = builder.info.features
+    feature_names = list(features.keys()) if hasattr(features, "keys") else []
+    if "image" not in feature_names:
+        raise DataError(
+            f"tfds dataset {name!r} has no 'image' feature (its features: "
+            f"{feature_names}); jaxgan trains on image datasets."
+        )
+
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:
+        root = builder.data_dir_root
+        if not builder.is_prepared():
+            raise DataError(
+                f"tfds dataset {name!r} is not prepared in data_dir {str(root)!r}. "
+                + _prepare_hint(name, root)
+            ) from e
+        formats = {f.value for f in builder.info.available_file_formats()}
+        readable = {f.value for f in tfds.core.FileFormat.with_random_access()}
+        if formats and not formats & readable:
+            raise DataError(
+                f"tfds dataset {name!r} is prepared in data_dir {str(root)!r} as "
+                f"{sorted(formats)}, which tfds.data_source cannot read: it needs a "
+                f"random-access format, one of {sorted(readable)}. Prepare it again with "
+                "file_format='array_record' (into another data_dir, or after deleting "
+                f"{builder.data_dir!r}). " + _prepare_hint(name, root)
+            ) from e
+        raise DataError(
+            f"Could not read split {split!r} of tfds dataset {name!r} from data_dir "
+            f"{str(root)!r} (prepared splits: {sorted(builder.info.splits.keys())}): {e}"
+        ) from e
+
+    num = len(source)
+    if num == 0:
+        raise DataError(f"Split {split!r} of tfds dataset {name!r} is empty.")
+    images = None
+    for i in range(num):
+        image = np.asarray(source[i]["image"])
+        if image.ndim == 2:
+            image = image[..., None]
+        if images is None:
+            if image.dtype != np.uint8 or image.ndim != 3:
+                raise DataError(
+                    f"tfds dataset {name!r}: 'image' is {image.dtype} of shape "
+                    f"{image.shape}; jaxgan needs uint8 images of shape (H, W, C)."
+                )
+            images = np.empty((num, *image.shape), dtype=np.uint8)
+        if image.shape != images.shape[1:] or image.dtype != np.uint8:
+            raise DataError(
+                f"tfds dataset {name!r}: example {i} has an image of {image.dtype} "
+                f"{image.shape}, unlike the first ({images.shape[1:]} uint8); jaxgan "
+                "needs images of one fixed shape."
+            )
+        images[i] = image
+    return _images_dataset(name, images)
+
+
+# ----------------------------------------------------------------------------
+# Dispatch from config
+# ----------------------------------------------------------------------------
+
+
+def load(data_config: Any) -> Dataset:
+    """Loads the dataset a config asks for.
+
+    Dispatch: ``idx_dir`` set → :func:`load_idx`; ``name`` in ``("ring8",
+    "grid25")`` → :func:`mixture`; anything else → :func:`load_tfds`.
+
+    Args:
+      data_config: An ``ml_collections.ConfigDict`` (or any object with these
+        attributes): ``name`` (``"ring8"``, ``"grid25"``, ``"mnist"``,
+        ``"fashion_mnist"`` or any tfds name, optionally ``"name:version"``);
+        ``idx_dir`` (folder of IDX files, or None); ``data_dir`` (tfds data
+        folder, or None); ``split`` (e.g. ``"train"``). Missing optional
+        attributes count as None, and a missing ``split`` as ``"train"``.
+
+    Returns:
+      The loaded ``Dataset``.
+
+    Raises:
+      DataError: The dataset cannot be loaded; the message says why.
+
+    Example:
+      >>> import types
+      >>> load(types.SimpleNamespace(name="grid25", idx_dir=None)).arrays["means"].shape
+      (25, 2)
+    """
+    name = getattr(data_config, "name", None)
+    if not name:
+        raise DataError("The data config has no dataset name (config.data.name).")
+    idx_dir = getattr(data_config, "idx_dir", None)
+    data_dir = getattr(data_config, "data_dir", None)
+    split = getattr(data_config, "split", None) or "train"
+    if idx_dir:
+        base = name.split(":")[0].split("/")[0]
+        if base not in IDX_NAMES:
+            raise DataError(
+                f"config.data.idx_dir is set, so the dataset name must be one of "
+                f"{IDX_NAMES}, not {name!r}. Unset idx_dir to load {name!r}."
+            )
+        return load_idx(idx_dir, name=base, split=split)
+    if name in MIXTURES:
+        return mixture(name)
+    return load_tfds(name, split=split, data_dir=data_dir)
+
+
+# ----------------------------------------------------------------------------
+# On-device sampling
+# ----------------------------------------------------------------------------
+
+
+def _pixel_values(value_range: tuple[float, float]) -> np.ndarray:
+    """float32 (256,): the value of each uint8 pixel, correctly rounded.
+
+    A table computed on the host in float64 maps 0 and 255 exactly to ``low`` and
+    ``high`` on every backend; an on-device ``u8 * (high - low) / 255 + low`` does
+    not, since XLA may fold the division into a multiply or fuse an FMA (1.0000001).
+    """
+    low, high = (float(v) for v in value_range)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        low, high = 0.0, 1.0
+    table = low + (high - low) * (np.arange(256, dtype=np.float64) / 255.0)
+    table[-1] = high
+    return table.astype(np.float32)
+
+
+def sample_batch(
+    dataset_arrays: dict,
+    key: jax.Array,
+    num: int,
+    *,
+    dataset: Dataset,
+    value_range: tuple[float, float],
+) -> jax.Array:
+    """Draws ``num`` examples from the on-device arrays; pure and jit-able.
+
+    * Images: indices ``jax.random.randint(key, (num,), 0, N)``, i.i.d. with
+      replacement, so the batch is a pure function of the key; the uint8 rows are
+      gathered first and only then converted to float32, ``x = low + (high - low)
+      * u8 / 255`` (through a 256-entry table, so 0 → ``low`` and 255 → ``high``
+      exactly). A ``value_range`` with an infinite end (a generator with a linear
+      output) uses ``(0, 1)``.
+    * Mixtures: component ``c`` uniform over the M means, ``x = means[c] + std *
+      normal``; ``value_range`` is ignored.
+
+    Under ``jax.jit``, ``num`` must be static, e.g. ``jax.jit(functools.partial(
+    sample_batch, dataset=ds, value_range=(-1.0, 1.0)), static_argnums=2)``.
+
+    Args:
+      dataset_arrays: ``dataset.arrays``, usually after ``jax.device_put``.
+      key: A PRNG key (``jax.random.key``).
+      num: Number of examples (a Python int).
+      dataset: The ``Dataset`` the arrays come from (its kind, shape and std).
+      value_range: ``(low, high)`` that pixel values 0 and 255 map to.
+
+    Returns:
+      float32 array (num, *dataset.shape).
+
+    Example:
+      >>> ds = mixture("grid25")
+      >>> x = sample_batch(ds.arrays, jax.random.key(0), 4, dataset=ds, value_range=(0.0, 1.0))
+      >>> x.shape, x.dtype
+      ((4, 2), dtype('float32'))
+    """
+    num = operator.index(num)
+    if dataset.kind == "mixture":
+        means = jnp.asarray(dataset_arrays["means"], dtype=jnp.float32)
+        component_key, noise_key = jax.random.split(key)
+        component = jax.random.randint(component_key, (num,), 0, means.shape[0])
+        noise = jax.random.normal(noise_key, (num, *dataset.shape), dtype=jnp.float32)
+        return means[component] + jnp.float32(dataset.std) * noise
+    if dataset.kind == "images":
+        images = dataset_arrays["images"]
+        if tuple(images.shape[1:]) != tuple(dataset.shape) or images.dtype != jnp.uint8:
+            raise ValueError(
+                f"dataset_arrays['images'] is {images.dtype} {images.shape}; expected uint8 "
+                f"(N, {', '.join(map(str, dataset.shape))}) for dataset {dataset.name!r}."
+            )
+        index = jax.random.randint(key, (num,), 0, images.shape[0])
+        batch = jnp.take(jnp.asarray(images), index, axis=0)
+        return jnp.asarray(_pixel_values(value_range))[batch]
+    raise ValueError(f"Unknown dataset kind {dataset.kind!r}: expected 'mixture' or 'images'.")
