@@ -443,7 +443,7 @@ def load(data_config: Any) -> Dataset:
     if not name:
         raise DataError("The data config has no dataset name (config.data.name).")
     idx_dir = getattr(data_config, "idx_dir", None)
-    data_dir = getattr(data_config, "data_dir", None)
+    data_dir = getattr(data_config, "data_dir", None) or None
     split = getattr(data_config, "split", None) or "train"
     if idx_dir:
         base = name.split(":")[0].split("/")[0]

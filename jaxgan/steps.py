@@ -19,7 +19,7 @@ import optax
 from jaxgan import losses as losses_lib
 from jaxgan.state import GAN, GANState
 
-__all__ = ["apply_model", "make_sample_fn", "make_train_step", "step_keys"]
+__all__ = ["apply_model", "make_generate_fn", "make_sample_fn", "make_train_step", "step_keys"]
 
 Metrics = dict[str, jax.Array]
 
@@ -220,17 +220,28 @@ def make_train_step(
     return train_step
 
 
+def make_generate_fn(gan: GAN) -> Callable[[Any, Any, jax.Array], jax.Array]:
+    """Builds ``generate(g_params, g_model_state, z) -> samples`` (G in eval mode).
+
+    In eval mode BatchNorm uses its running statistics, so each sample depends on
+    its own noise vector alone.
+    """
+
+    def generate(g_params, g_model_state, z):
+        return apply_model(gan.generator, g_params, g_model_state, z, train=False)[0]
+
+    return generate
+
+
 def make_sample_fn(gan: GAN) -> Callable[[Any, Any, jax.Array, int], jax.Array]:
     """Builds ``sample(g_params, g_model_state, key, num) -> samples``.
 
-    The generator runs in eval mode (BatchNorm uses its running statistics), so a
-    sample does not depend on the other samples drawn with it. Jit with ``num``
+    Noise from the model's prior, then :func:`make_generate_fn`. Jit with ``num``
     static (``static_argnums=3``).
     """
-    models = gan.models
+    generate = make_generate_fn(gan)
 
     def sample(g_params, g_model_state, key, num: int):
-        z = models.sample_latent(key, num)
-        return apply_model(models.generator, g_params, g_model_state, z, train=False)[0]
+        return generate(g_params, g_model_state, gan.models.sample_latent(key, num))
 
     return sample
