@@ -28,7 +28,7 @@ CHUNK = 1000  # samples per generator call; fixed so that the output never depen
 
 
 def sample_run(workdir: str, num: int, seed: int, *, step: int | None = None, ema: bool = True):
-    """Returns ``(samples [num, *shape] float32, step, run_config, dataset_info)``."""
+    """Returns ``(samples [num, *shape] float32, step, models, dataset_info)``."""
     config_path = os.path.join(workdir, checkpointing.CONFIG_FILE)
     if not os.path.exists(config_path):
         raise RunError(f"{workdir} is not a jaxgan run folder (no {checkpointing.CONFIG_FILE}).")
@@ -62,7 +62,7 @@ def sample_run(workdir: str, num: int, seed: int, *, step: int | None = None, em
             chunk = np.concatenate([chunk, np.zeros((CHUNK - len(chunk), z.shape[1]), z.dtype)])
         chunks.append(np.asarray(generate(params, state.g_model_state, chunk)))
     samples = np.concatenate(chunks)[:num] if chunks else np.zeros((0, *gan.models.data_shape))
-    return samples.astype(np.float32), restored_step, config, dataset_info
+    return samples.astype(np.float32), restored_step, gan.models, dataset_info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out.endswith(".npy"):
         parser.error("--out must name a .npy file")
     try:
-        samples, step, config, info = sample_run(
+        samples, step, models, info = sample_run(
             args.workdir, args.num, args.seed, step=args.step, ema=not args.raw
         )
     except RunError as e:
@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
         plots.save_scatter(png, samples, data.mixture(info["name"]).arrays["means"], title=title)
     else:
-        gan_range = state_lib.build_gan(config, tuple(info["shape"])).models.output_range
-        plots.save_image_grid(png, samples[:100], gan_range, title=title)
+        plots.save_image_grid(png, samples[:100], models.output_range, title=title)
     print(f"Wrote {args.num} samples from step {step} to {args.out} and {png}.")
     return 0
 
