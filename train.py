@@ -28,6 +28,17 @@ def main(argv: list[str]) -> int:
             lock_config=True,
         )
         flags.DEFINE_string("workdir", None, "Run folder (default: runs/<config file name>).")
+        flags.DEFINE_string(
+            "coordinator_address", None,
+            "host:port of process 0, for several processes (or $JAX_COORDINATOR_ADDRESS).",
+        )  # fmt: skip
+        flags.DEFINE_integer("num_processes", None, "Number of processes (or $JAX_NUM_PROCESSES).")
+        flags.DEFINE_integer("process_id", None, "This process's index (or $JAX_PROCESS_ID).")
+        flags.DEFINE_bool(
+            "distributed", False,
+            "Initialize jax.distributed, detecting the cluster where JAX can (TPU pods, SLURM, "
+            "...). Implied by --coordinator_address or $JAX_COORDINATOR_ADDRESS.",
+        )  # fmt: skip
         flags.FLAGS(argv)
         config = config_flag.value
         config.keys()  # a config file that failed to load raises only when first touched
@@ -46,7 +57,21 @@ def main(argv: list[str]) -> int:
         ],
     )
 
+    import jax
+
     from jaxgan import data, trainer
+
+    fl = flags.FLAGS
+    if fl.distributed or fl.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        try:
+            jax.distributed.initialize(
+                coordinator_address=fl.coordinator_address,
+                num_processes=fl.num_processes,
+                process_id=fl.process_id,
+            )
+        except Exception as e:
+            print(f"train.py: error: jax.distributed.initialize failed: {e}", file=sys.stderr)
+            return 2
 
     try:
         return trainer.train_and_evaluate(config, workdir)

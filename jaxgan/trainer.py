@@ -19,9 +19,12 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from jaxgan import checkpointing, evaluate, plots, steps
+from jaxgan import checkpointing, evaluate, health, plots, steps
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
 from jaxgan import models as models_lib
@@ -54,10 +57,17 @@ def make_keys(seed: int) -> dict[str, jax.Array]:
 def validate_config(config: Any) -> None:
     """Raises RunError for values no run can use."""
     positive = ("batch_size", "d_steps", "log_every", "eval_every", "ckpt_every")
+    positive += ("steps_per_dispatch", "max_consecutive_skips")
     for name in positive:
         value = config[name]
         if not isinstance(value, int) or value < 1:
             raise RunError(f"config.{name} must be a positive integer, got {value!r}.")
+    for name in ("log_every", "eval_every", "ckpt_every", "num_steps"):
+        if config[name] % config.steps_per_dispatch:
+            raise RunError(
+                f"config.{name} ({config[name]}) must be a multiple of "
+                f"config.steps_per_dispatch ({config.steps_per_dispatch})."
+            )
     if config.num_steps < 0:
         raise RunError(f"config.num_steps must be >= 0, got {config.num_steps}.")
     if config.model.pack < 1 or config.batch_size % config.model.pack:
@@ -136,30 +146,55 @@ def _to_python(metrics: dict[str, Any]) -> dict[str, float | int]:
 
 
 class _SignalFlag:
-    """Records SIGINT/SIGTERM instead of dying, so the loop can save and exit cleanly."""
+    """Records SIGINT/SIGTERM instead of dying, so the loop can save and exit cleanly.
 
-    def __init__(self):
+    Under several processes SIGTERM is left to JAX's preemption service (which tells
+    every process to stop at the same step), and SIGINT is forwarded to it as SIGTERM.
+    """
+
+    def __init__(self, multi_process: bool = False):
         self.signum: int | None = None
+        self.multi_process = multi_process
         self._previous = {}
 
     def __enter__(self):
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            signals = (signal.SIGINT,) if self.multi_process else (signal.SIGINT, signal.SIGTERM)
+            for sig in signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
         self.signum = signum
+        if self.multi_process:
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
 
+def _mesh() -> tuple[Mesh, NamedSharding, NamedSharding]:
+    """One data-parallel mesh over every device of every process."""
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    return mesh, NamedSharding(mesh, P()), NamedSharding(mesh, P(None, "data"))
+
+
+def _global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from identical host copies on every process (no per-step copies)."""
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
     """Trains (or resumes) the run in ``workdir``; returns the process exit status.
+
+    Data-parallel over every device of every process (``jax.distributed`` must be
+    initialized first for several processes): the batch is sharded over a 1-D mesh,
+    parameters and optimizer states are replicated, and BatchNorm statistics are
+    those of the global batch. Only process 0 writes logs, metrics and pictures; all
+    processes write their part of each checkpoint.
 
     Returns:
       0 when ``num_steps`` were reached; ``128 + signum`` when SIGINT/SIGTERM stopped
@@ -172,12 +207,16 @@ def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
     """
     validate_config(config)
     workdir = os.path.abspath(workdir)
+    if config.batch_size % jax.device_count():
+        raise RunError(
+            f"config.batch_size ({config.batch_size}) must be a multiple of the number of "
+            f"devices ({jax.device_count()}): the batch is split evenly across them."
+        )
     dataset = data_lib.load(config.data)
     try:
         gan = state_lib.build_gan(config, dataset.shape)
     except ValueError as e:  # e.g. a network that cannot produce this data's shape
         raise RunError(f"{e}: choose a model for {dataset.name!r} data.") from e
-    keys = make_keys(config.seed)
 
     # ------------------------------------------------------------ run folder and resume
     identity = checkpointing.flatten_config(config.to_dict())
@@ -192,47 +231,87 @@ def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
             raise RunError(f"{config_path} is unreadable ({e}); use a new --workdir.") from e
         checkpointing.check_resumable(saved_identity, identity, workdir)
 
-    abstract_state = jax.eval_shape(functools.partial(state_lib.create_state, gan), keys["init"])
     os.makedirs(workdir, exist_ok=True)
     manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints)
+    failed = True
     try:
-        return _train(config, workdir, dataset, gan, keys, manager, abstract_state, log)
+        status = _train(config, workdir, dataset, gan, manager, log)
+        failed = False
+        return status
     finally:
-        # Never leave with a checkpoint half written, whatever happened.
-        manager.wait_until_finished()
-        manager.close()
+        # Never leave with a checkpoint half written, and never swallow a failed write.
+        try:
+            manager.wait_until_finished()
+            manager.close()
+        except Exception as e:
+            if not failed:
+                raise TrainingError(f"Writing the last checkpoint failed: {e}") from e
+            log(f"warning: writing a checkpoint also failed: {e}")
 
 
-def _train(config, workdir, dataset, gan, keys, manager, abstract_state, log) -> int:
-    restored = checkpointing.restore(manager, abstract_state, workdir, warn=log)
+def _train(config, workdir, dataset, gan, manager, log) -> int:
+    is_chief = jax.process_index() == 0
+    if not is_chief:
+        log = lambda *_: None
+    _, replicated, batch_sharded = _mesh()
+    seed, k, batch, n_fused = (
+        config.seed,
+        config.d_steps,
+        config.batch_size,
+        config.steps_per_dispatch,
+    )
+    models = gan.models
+
+    # ------------------------------------------------------------ state: restore or create
+    init_state = jax.jit(
+        lambda: state_lib.create_state(gan, make_keys(seed)["init"]), out_shardings=replicated
+    )
+    abstract_state = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+        jax.eval_shape(init_state),
+    )
+    restored = checkpointing.restore(
+        manager, abstract_state, workdir, warn=log, quarantine=jax.process_count() == 1
+    )
     if restored is None:
-        state, start_step = state_lib.create_state(gan, keys["init"]), 0
+        state, start_step = init_state(), 0
     else:
         state, start_step = restored
         log(f"Resuming {workdir} from the checkpoint at step {start_step}.")
+        if start_step % n_fused:
+            raise RunError(
+                f"The checkpoint at step {start_step} is not a multiple of "
+                f"config.steps_per_dispatch={n_fused}; resume with steps_per_dispatch=1."
+            )
     metrics_path = os.path.join(workdir, METRICS_FILE)
-    _truncate_metrics(metrics_path, start_step)
-
-    models = gan.models
-    checkpointing.write_json_atomic(
-        os.path.join(workdir, checkpointing.CONFIG_FILE),
-        {
-            "config": config.to_dict(),
-            "dataset": {
-                "name": dataset.name,
-                "kind": dataset.kind,
-                "shape": list(dataset.shape),
-                "fingerprint": dataset.fingerprint,
-            },
-        },
-    )
     info_path = os.path.join(workdir, RUN_INFO_FILE)
-    sessions = checkpointing.read_json(info_path)["sessions"] if os.path.exists(info_path) else []
-    sessions.append(_run_info(config, dataset, start_step))
-    checkpointing.write_json_atomic(info_path, {"sessions": sessions})
+    if is_chief:
+        _truncate_metrics(metrics_path, start_step)
+        checkpointing.write_json_atomic(
+            os.path.join(workdir, checkpointing.CONFIG_FILE),
+            {
+                "config": config.to_dict(),
+                "dataset": {
+                    "name": dataset.name,
+                    "kind": dataset.kind,
+                    "shape": list(dataset.shape),
+                    "fingerprint": dataset.fingerprint,
+                },
+            },
+        )
+        sessions = (
+            checkpointing.read_json(info_path)["sessions"] if os.path.exists(info_path) else []
+        )
+        if sessions and sessions[-1]["versions"]["jax"] != jax.__version__:
+            log(
+                f"warning: this run was started under jax {sessions[-1]['versions']['jax']} and "
+                f"resumes under jax {jax.__version__}: random streams and numerics may differ, "
+                "so the resumed run may not match an uninterrupted one bit for bit."
+            )
+        sessions.append(_run_info(config, dataset, start_step))
+        checkpointing.write_json_atomic(info_path, {"sessions": sessions})
 
     # ------------------------------------------------------------ compiled functions
-    k, batch = config.d_steps, config.batch_size
     train_step = steps.make_train_step(
         gan,
         loss=config.loss,
@@ -247,68 +326,90 @@ def _train(config, workdir, dataset, gan, keys, manager, abstract_state, log) ->
         data_lib.sample_batch, dataset=dataset, value_range=models.output_range
     )
 
-    @functools.partial(jax.jit, donate_argnums=0)
-    def iteration(state, arrays, train_key, data_key):
-        real = draw(arrays, jax.random.fold_in(data_key, state.step), k * batch)
-        return train_step(state, real.reshape(k, batch, *dataset.shape), train_key)
-
-    sample = jax.jit(steps.make_sample_fn(gan), static_argnums=3)
-    arrays = jax.device_put(dataset.arrays)  # once: batches are drawn on device
-
-    def evaluate_now(state, step: int) -> dict[str, float]:
-        if dataset.kind == "mixture":
-            x = np.asarray(
-                sample(
-                    state.g_ema_params, state.g_model_state, keys["eval"], config.num_eval_samples
-                )
-            )
-            coverage = evaluate.mode_coverage(x, dataset.arrays["means"], dataset.std)
-            plots.save_scatter(
-                os.path.join(workdir, f"samples_{step:07d}.png"),
-                x,
-                dataset.arrays["means"],
-                title=f"{dataset.name} step {step}: {coverage['modes']:.0f} modes, "
-                f"{100 * coverage['high_quality']:.1f}% high quality, "
-                f"KL {coverage['reverse_kl']:.3f}",
-            )
-            # JSON has no inf: a KL with no high-quality sample is logged as null.
-            return {
-                f"eval_{name}": value if np.isfinite(value) else None
-                for name, value in coverage.items()
-            }
-        x = sample(state.g_ema_params, state.g_model_state, keys["eval"], NUM_GRID_SAMPLES)
-        plots.save_image_grid(
-            os.path.join(workdir, f"samples_{step:07d}.png"),
-            np.asarray(x),
-            models.output_range,
-            title=f"{dataset.name} step {step} (EMA generator, fixed noise)",
+    def one_iteration(state, arrays):
+        keys = make_keys(seed)
+        real = draw(arrays, jax.random.fold_in(keys["data"], state.step), k * batch)
+        real = jax.lax.with_sharding_constraint(
+            real.reshape(k, batch, *dataset.shape), batch_sharded
         )
-        return {}
+        return train_step(state, real, keys["train"])
+
+    @functools.partial(jax.jit, donate_argnums=0, out_shardings=(replicated, replicated))
+    def iterations(state, arrays):
+        """``steps_per_dispatch`` iterations in one program; metrics of the last one."""
+        if n_fused == 1:
+            return one_iteration(state, arrays)
+        state, metrics = jax.lax.scan(lambda s, _: one_iteration(s, arrays), state, length=n_fused)
+        return state, jax.tree.map(lambda m: m[-1], metrics)
+
+    sample_fn = steps.make_sample_fn(gan)
+    sample = jax.jit(
+        lambda params, model_state, num: sample_fn(
+            params, model_state, make_keys(seed)["eval"], num
+        ),
+        static_argnums=2,
+        out_shardings=replicated,
+    )
+    arrays = {name: _global_array(a, replicated) for name, a in dataset.arrays.items()}
+    real_diversity = health.sample_diversity(
+        np.asarray(jax.jit(lambda a: draw(a, make_keys(seed)["eval"], 512))(arrays))
+    )
+
+    def evaluate_now(state, step: int) -> dict[str, Any]:
+        num = config.num_eval_samples if dataset.kind == "mixture" else NUM_GRID_SAMPLES
+        x = np.asarray(sample(state.g_ema_params, state.g_model_state, num))
+        diversity = health.sample_diversity(x)
+        best = max((r["eval_diversity"] for r in history if "eval_diversity" in r), default=0.0)
+        out: dict[str, Any] = {"eval_diversity": diversity}
+        out["alarm_mode_collapse"] = int(health.mode_collapsed(diversity, best, real_diversity))
+        path = os.path.join(workdir, f"samples_{step:07d}.png")
+        if dataset.kind == "mixture":
+            coverage = evaluate.mode_coverage(x, dataset.arrays["means"], dataset.std)
+            if is_chief:
+                plots.save_scatter(
+                    path, x, dataset.arrays["means"],
+                    title=f"{dataset.name} step {step}: {coverage['modes']:.0f} modes, "
+                    f"{100 * coverage['high_quality']:.1f}% high quality, "
+                    f"KL {coverage['reverse_kl']:.3f}",
+                )  # fmt: skip
+            # JSON has no inf: a KL with no high-quality sample is logged as null.
+            out.update({f"eval_{n}": v if np.isfinite(v) else None for n, v in coverage.items()})
+        elif is_chief:
+            title = f"{dataset.name} step {step} (EMA generator, fixed noise)"
+            plots.save_image_grid(path, x, models.output_range, title=title)
+        return out
 
     # ------------------------------------------------------------ the loop
-    from tensorboardX import SummaryWriter
+    writer = None
+    if is_chief:
+        from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(workdir, purge_step=start_step + 1 if start_step else None)
+        writer = SummaryWriter(workdir, purge_step=start_step + 1 if start_step else None)
     bar = tqdm(
         total=config.num_steps,
         initial=min(start_step, config.num_steps),
         desc=os.path.basename(workdir),
         dynamic_ncols=True,
         mininterval=1.0,
-        disable=None,  # no bar when stderr is not a terminal; plain log lines instead
+        disable=True if not is_chief else None,  # None: no bar unless stderr is a terminal
     )
     step = start_step
-    saved_step = start_step if restored is not None else None
+    saved = Saver(manager, log, start_step if restored is not None else None)
     status = 0
+    # Alarms compare with earlier records: read them, so a resumed run logs the same.
+    history = _read_records(metrics_path) if is_chief else []
+    reference_g_grad = next((r["g_grad_norm"] for r in history if "g_grad_norm" in r), None)
     last_time, last_step = time.perf_counter(), step
+    multi_process = jax.process_count() > 1
+    metrics_file = open(metrics_path, "a") if is_chief else None
     try:
-        with _SignalFlag() as stop, open(metrics_path, "a") as metrics_file:
+        with _SignalFlag(multi_process) as stop:
             while step < config.num_steps:
-                if stop.signum is not None:
+                if _should_stop(stop, step, multi_process):
                     break
-                state, metrics = iteration(state, arrays, keys["train"], keys["data"])
-                step += 1
-                bar.update(1)
+                state, metrics = iterations(state, arrays)
+                step += n_fused
+                bar.update(n_fused)
                 record: dict[str, Any] = {}
                 if step % config.log_every == 0 or step == config.num_steps:
                     record.update(_to_python(metrics))
@@ -317,12 +418,16 @@ def _train(config, workdir, dataset, gan, keys, manager, abstract_state, log) ->
                         raise TrainingError(
                             f"Training diverged: {streak} consecutive non-finite updates, "
                             f"steps {step - streak + 1} to {step} (all skipped). The last good "
-                            f"checkpoint (step {saved_step}) is intact. Try lower learning rates."
+                            f"checkpoint ({saved.describe()}) is intact. Try lower learning rates."
                         )
+                    if reference_g_grad is None:
+                        reference_g_grad = record["g_grad_norm"]
+                    record["alarm_d_saturation"] = int(health.d_saturated(record, reference_g_grad))
                     now = time.perf_counter()
                     rate = (step - last_step) / max(now - last_time, 1e-9)
                     last_time, last_step = now, step
-                    writer.add_scalar("steps_per_s", rate, step)
+                    if writer is not None:
+                        writer.add_scalar("steps_per_s", rate, step)
                     postfix = {
                         n: f"{record[n]:.3f}" for n in ("d_loss", "g_loss", "d_real", "d_fake")
                     }
@@ -335,50 +440,107 @@ def _train(config, workdir, dataset, gan, keys, manager, abstract_state, log) ->
                         bar.set_postfix(postfix, refresh=False)
                 if step % config.eval_every == 0 or step == config.num_steps:
                     record.update(evaluate_now(state, step))
-                if record:
+                for alarm, text in ALARMS.items():
+                    if record.get(alarm):
+                        log(f"warning: step {step}: {text}")
+                if record and is_chief:
                     record = {"step": step, **record}
+                    history.append(record)
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
                     for name, value in record.items():
                         if name != "step" and value is not None:
                             writer.add_scalar(name, value, step)
                 if step % config.ckpt_every == 0 or step == config.num_steps:
-                    _save(manager, state, step)
-                    saved_step = step
-            if stop.signum is not None:
-                if saved_step != step:
-                    _save(manager, state, step)
-                manager.wait_until_finished()
-                name = signal.Signals(stop.signum).name
+                    saved.save(state, step)
+            if step < config.num_steps:  # stopped early by a signal
+                saved.save(state, step)
+                saved.wait()
+                name = signal.Signals(stop.signum or signal.SIGTERM).name
                 log(
                     f"\n{name}: saved a checkpoint at step {step} in {workdir}; "
                     "rerun the same command to resume."
                 )
-                status = EXIT_SIGNAL_BASE + stop.signum
+                status = EXIT_SIGNAL_BASE + (stop.signum or signal.SIGTERM)
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
+        if metrics_file is not None:
+            metrics_file.close()
 
     if status == 0:
-        manager.wait_until_finished()
-        _final_report(config, workdir, dataset, metrics_path, log)
+        saved.wait()
+        if is_chief:
+            _final_report(config, workdir, dataset, metrics_path, log)
     return status
 
 
-def _save(manager, state, step: int) -> None:
-    import orbax.checkpoint as ocp
+ALARMS = {
+    "alarm_d_saturation": "D saturation: D is right on >= 99% of real and fake samples and "
+    "G's gradient has vanished; G has stopped learning (try the non_saturating loss, a "
+    "lower d_lr, or fewer d_steps).",
+    "alarm_mode_collapse": "mode collapse: the samples' diversity fell below a quarter of the "
+    "data's (try packing, --config.model.pack=2, or a lower g_lr).",
+}
 
-    try:
-        manager.save(step, args=ocp.args.StandardSave(state), force=True)
-    except Exception as e:
-        raise TrainingError(f"Saving the checkpoint at step {step} failed: {e}") from e
+
+def _should_stop(stop: _SignalFlag, step: int, multi_process: bool) -> bool:
+    """Whether to stop before the next step. Several processes agree on the step through
+    JAX's preemption sync (polled every step, as it requires)."""
+    if multi_process:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.reached_preemption_sync_point(step)
+    return stop.signum is not None
+
+
+class Saver:
+    """Saves checkpoints asynchronously and reports each only once it is on disk."""
+
+    def __init__(self, manager, log, step: int | None):
+        self.manager, self.log = manager, log
+        self.confirmed = step  # newest step known to be completely written
+        self.pending: int | None = None
+
+    def describe(self) -> str:
+        return "none written yet" if self.confirmed is None else f"step {self.confirmed}"
+
+    def wait(self) -> None:
+        if self.pending is None:
+            return
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise TrainingError(
+                f"Writing the checkpoint at step {self.pending} failed: {e}. The newest complete "
+                f"checkpoint is {self.describe()}."
+            ) from e
+        self.confirmed, self.pending = self.pending, None
+
+    def save(self, state, step: int) -> None:
+        if step in (self.confirmed, self.pending):
+            return
+        self.wait()  # the previous save must have succeeded before we claim a new one
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        except Exception as e:
+            raise TrainingError(
+                f"Saving the checkpoint at step {step} failed: {e}. The newest complete "
+                f"checkpoint is {self.describe()}."
+            ) from e
+        self.pending = step
+
+
+def _read_records(path: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _final_report(config, workdir, dataset, metrics_path, log) -> None:
-    records = []
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+    records = _read_records(metrics_path)
     plots.save_curves(
         os.path.join(workdir, "losses.png"), records, ["d_loss", "g_loss"], "loss",
         title=f"{dataset.name}: losses ({config.loss})",

@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.momentum_ramp_steps = 0  # ... over this many updates (0 = constant)
     config.optimizer.lr_decay = 1.0  # learning rate multiplied by this after each update
 
+    # ---- speed
+    config.steps_per_dispatch = 1  # iterations fused into one compiled call (lax.scan)
+
     # ---- health
     config.max_consecutive_skips = 20  # stop after this many non-finite updates in a row
 
