@@ -77,7 +77,12 @@ def main(argv: list[str]) -> int:
         return trainer.train_and_evaluate(config, workdir)
     except trainer.TrainingError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
-        return 1
+        # After a failed asynchronous save, orbax leaves non-daemon threads waiting for
+        # signals that never come, and a normal exit would hang on them. Everything of
+        # ours is closed by now (metrics flushed, no write pending), so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     except (trainer.RunError, data.DataError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
