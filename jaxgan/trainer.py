@@ -110,6 +110,10 @@ def _run_info(config, dataset: data_lib.Dataset, start_step: int) -> dict[str, A
         "platform": platform.platform(),
         "devices": [str(d) for d in jax.devices()],
         "process_count": jax.process_count(),
+        # XLA:CPU's thread pool, and so its rounding, follows the cores a process may use.
+        "cpu_cores_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "jax_default_prng_impl": str(jax.config.jax_default_prng_impl),
         "seed": config.seed,
