@@ -12,6 +12,8 @@ Sources:
   embedded and infinite (:func:`mixture`).
 * MNIST-family data from a folder of the four standard IDX ``.gz`` files, read with
   ``gzip`` and NumPy only (:func:`load_idx`, :func:`load_idx_labels`).
+* Stacked MNIST (Metz et al. 2017): three random MNIST digits as the RGB channels,
+  built deterministically from MNIST's IDX files and a seed (:func:`stacked_mnist`).
 * Any prepared tfds image dataset, read without TensorFlow through
   ``tfds.data_source`` (:func:`load_tfds`). *Preparing* a tfds dataset does need
   TensorFlow and a download; the error message says how.
@@ -39,6 +41,8 @@ __all__ = [
     "IDX_FILES",
     "IDX_NAMES",
     "MIXTURES",
+    "STACKED_MNIST",
+    "STACKED_MNIST_SIZE",
     "DataError",
     "Dataset",
     "load",
@@ -47,6 +51,7 @@ __all__ = [
     "load_tfds",
     "mixture",
     "sample_batch",
+    "stacked_mnist",
 ]
 
 MIXTURES = ("ring8", "grid25")
@@ -54,6 +59,12 @@ MIXTURES = ("ring8", "grid25")
 
 IDX_NAMES = ("mnist", "fashion_mnist")
 """Dataset names :func:`load` accepts together with an ``idx_dir``."""
+
+STACKED_MNIST = "stacked_mnist"
+"""Stacked MNIST: built from MNIST's IDX files (:func:`stacked_mnist`)."""
+
+STACKED_MNIST_SIZE = 128_000
+"""Default number of Stacked MNIST images, as PacGAN's experiments (Lin et al. 2018)."""
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -295,6 +306,54 @@ def load_idx_labels(directory: str, *, split: str) -> np.ndarray:
     return _read_idx(labels_path, _IDX_LABELS_MAGIC)
 
 
+def stacked_mnist(
+    idx_dir: str,
+    *,
+    split: str = "train",
+    num_examples: int = STACKED_MNIST_SIZE,
+    seed: int = 0,
+) -> Dataset:
+    """Builds Stacked MNIST: three independent random MNIST digits as the RGB channels.
+
+    Example ``n`` stacks the MNIST images ``index[n, 0]``, ``index[n, 1]`` and
+    ``index[n, 2]`` of ``split`` as its red, green and blue channels, with ``index =
+    np.random.default_rng(seed).integers(0, N, (num_examples, 3))``: each channel an
+    independent uniform draw (with replacement), so the 1,000 digit triples are
+    equally likely. The images stay 28x28, the size of the PacGAN and VEEGAN
+    experiments (Lin et al. 2018; Srivastava et al. 2017), and each channel is then
+    an MNIST image as the MNIST classifier saw it in training; ``dcgan28`` generates
+    this shape with ``nc = 3``.
+
+    Args:
+      idx_dir: folder of MNIST's four IDX ``.gz`` files (see :func:`load_idx`).
+      split: the MNIST split the digits come from: ``"train"`` or ``"test"``.
+      num_examples: number of stacked images (PacGAN: 128,000).
+      seed: seed of the digit draws.
+
+    Returns:
+      A ``Dataset`` named ``"stacked_mnist"`` of kind ``"images"``, shape
+      ``(28, 28, 3)``, with ``arrays["images"]`` uint8 (num_examples, 28, 28, 3) and
+      ``arrays["labels"]`` uint8 (num_examples, 3), the digit of each channel (kept
+      for evaluation; the trainer draws only images).
+
+    Raises:
+      DataError: the IDX files are missing or corrupt, or ``num_examples < 1``.
+    """
+    num_examples = operator.index(num_examples)
+    if num_examples < 1:
+        raise DataError(f"stacked_mnist needs num_examples >= 1, got {num_examples}.")
+    digits = load_idx(idx_dir, name="mnist", split=split).arrays["images"][..., 0]
+    digit_labels = load_idx_labels(idx_dir, split=split)
+    index = np.random.default_rng(int(seed)).integers(0, digits.shape[0], (num_examples, 3))
+    images = np.empty((num_examples, *digits.shape[1:], 3), np.uint8)
+    for channel in range(3):
+        images[..., channel] = digits[index[:, channel]]
+    dataset = _images_dataset(STACKED_MNIST, images)
+    return dataclasses.replace(
+        dataset, arrays={"images": images, "labels": digit_labels[index].astype(np.uint8)}
+    )
+
+
 # ----------------------------------------------------------------------------
 # tfds
 # ----------------------------------------------------------------------------
@@ -417,16 +476,20 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
 def load(data_config: Any) -> Dataset:
     """Loads the dataset a config asks for.
 
-    Dispatch: ``idx_dir`` set → :func:`load_idx`; ``name`` in ``("ring8",
-    "grid25")`` → :func:`mixture`; anything else → :func:`load_tfds`.
+    Dispatch: ``name == "stacked_mnist"`` → :func:`stacked_mnist` from the MNIST IDX
+    files in ``idx_dir`` (with ``num_examples`` and ``seed``, when the config has
+    them); ``idx_dir`` set → :func:`load_idx`; ``name`` in ``("ring8", "grid25")`` →
+    :func:`mixture`; anything else → :func:`load_tfds`.
 
     Args:
       data_config: An ``ml_collections.ConfigDict`` (or any object with these
         attributes): ``name`` (``"ring8"``, ``"grid25"``, ``"mnist"``,
-        ``"fashion_mnist"`` or any tfds name, optionally ``"name:version"``);
-        ``idx_dir`` (folder of IDX files, or None); ``data_dir`` (tfds data
-        folder, or None); ``split`` (e.g. ``"train"``). Missing optional
-        attributes count as None, and a missing ``split`` as ``"train"``.
+        ``"fashion_mnist"``, ``"stacked_mnist"`` or any tfds name, optionally
+        ``"name:version"``); ``idx_dir`` (folder of IDX files, or None);
+        ``data_dir`` (tfds data folder, or None); ``split`` (e.g. ``"train"``);
+        for ``stacked_mnist`` only, ``num_examples`` (default 128,000) and
+        ``seed`` (default 0). Missing optional attributes count as None, and a
+        missing ``split`` as ``"train"``.
 
     Returns:
       The loaded ``Dataset``.
@@ -445,6 +508,18 @@ def load(data_config: Any) -> Dataset:
     idx_dir = getattr(data_config, "idx_dir", None)
     data_dir = getattr(data_config, "data_dir", None) or None
     split = getattr(data_config, "split", None) or "train"
+    if name == STACKED_MNIST:
+        if not idx_dir:
+            raise DataError(
+                "stacked_mnist is built from the MNIST IDX files: set config.data.idx_dir to "
+                "the folder of MNIST's four IDX .gz files."
+            )
+        return stacked_mnist(
+            idx_dir,
+            split=split,
+            num_examples=getattr(data_config, "num_examples", None) or STACKED_MNIST_SIZE,
+            seed=getattr(data_config, "seed", None) or 0,
+        )
     if idx_dir:
         base = name.split(":")[0].split("/")[0]
         if base not in IDX_NAMES:
