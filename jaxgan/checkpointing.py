@@ -46,6 +46,8 @@ ALLOWED_TO_CHANGE = frozenset(
         "ckpt_every",
         "keep_checkpoints",
         "num_eval_samples",
+        "eval_metrics",
+        "eval_parzen",
         "data.idx_dir",
         "data.data_dir",
     }
@@ -107,17 +109,19 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], workdir: str
         )
 
 
-def open_manager(workdir: str, *, keep: int, create: bool = True) -> ocp.CheckpointManager:
+def open_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
     """An orbax CheckpointManager over ``workdir/checkpoints``.
 
-    It keeps the ``keep`` newest checkpoints (never deleting the newest), saves
-    asynchronously, and cleans up temporary folders that a killed save left behind.
+    For training, it keeps the ``keep`` newest checkpoints (never deleting the newest),
+    saves asynchronously, and cleans up temporary folders that a killed save left
+    behind. ``read_only`` opens it for restoring alone, changing nothing on disk.
     """
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max(1, int(keep)),
-        create=create,
-        cleanup_tmp_directories=True,
-        enable_async_checkpointing=True,
+        create=not read_only,
+        read_only=read_only,
+        cleanup_tmp_directories=not read_only,
+        enable_async_checkpointing=not read_only,
     )
     return ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),

@@ -27,7 +27,15 @@ from jaxgan.checkpointing import RunError
 CHUNK = 1000  # samples per generator call; fixed so that the output never depends on it
 
 
-def sample_run(workdir: str, num: int, seed: int, *, step: int | None = None, ema: bool = True):
+def sample_run(
+    workdir: str,
+    num: int,
+    seed: int,
+    *,
+    step: int | None = None,
+    ema: bool = True,
+    seed_index: int = 0,
+):
     """Returns ``(samples [num, *shape] float32, step, models, dataset_info)``."""
     config_path = os.path.join(workdir, checkpointing.CONFIG_FILE)
     if not os.path.exists(config_path):
@@ -38,10 +46,18 @@ def sample_run(workdir: str, num: int, seed: int, *, step: int | None = None, em
     gan = state_lib.build_gan(config, tuple(dataset_info["shape"]))
     from jaxgan.trainer import make_keys
 
-    abstract = jax.eval_shape(
-        lambda k: state_lib.create_state(gan, k), make_keys(config.seed)["init"]
-    )
-    manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints, create=False)
+    num_seeds = config.get("num_seeds", 1)
+    if not 0 <= seed_index < num_seeds:
+        raise RunError(f"--seed_index must be in [0, {num_seeds}): the run trained {num_seeds}.")
+
+    def init(s):
+        return state_lib.create_state(gan, make_keys(s)["init"])
+
+    if num_seeds == 1:
+        abstract = jax.eval_shape(init, config.seed)
+    else:  # the state of a num_seeds run has a leading seed axis
+        abstract = jax.eval_shape(jax.vmap(init), config.seed + np.arange(num_seeds))
+    manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints, read_only=True)
     try:
         restored = checkpointing.restore(
             manager, abstract, workdir, step=step, warn=lambda m: print(m, file=sys.stderr),
@@ -52,6 +68,8 @@ def sample_run(workdir: str, num: int, seed: int, *, step: int | None = None, em
     if restored is None:
         raise RunError(f"{workdir} holds no checkpoint yet.")
     state, restored_step = restored
+    if num_seeds > 1:
+        state = jax.tree.map(lambda leaf: leaf[seed_index], state)
     params = state.g_ema_params if ema else state.g_params
     z = gan.models.sample_latent(jax.random.key(seed, impl="threefry2x32"), num)
     generate = jax.jit(steps.make_generate_fn(gan))
@@ -75,15 +93,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output .npy file")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     parser.add_argument("--raw", action="store_true", help="use G's parameters, not their EMA")
+    parser.add_argument(
+        "--seed_index", type=int, default=0,
+        help="which of a num_seeds run's seeds to sample (0 = the config's seed)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's read-only notices are noise here
     if args.num < 1:
         parser.error("--num must be positive")
     if not args.out.endswith(".npy"):
         parser.error("--out must name a .npy file")
     try:
         samples, step, models, info = sample_run(
-            args.workdir, args.num, args.seed, step=args.step, ema=not args.raw
-        )
+            args.workdir, args.num, args.seed, step=args.step, ema=not args.raw,
+            seed_index=args.seed_index,
+        )  # fmt: skip
     except RunError as e:
         print(f"jaxgan.sample: error: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding
@@ -43,13 +44,13 @@ class TrainingError(RunError):
     """Training cannot go on (e.g. non-finite updates); the message names the step."""
 
 
-def make_keys(seed: int) -> dict[str, jax.Array]:
+def make_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
     """The run's root keys, from the seed alone, with an explicit PRNG implementation.
 
     ``threefry2x32`` is named so that a global default (``jax_default_prng_impl``)
     cannot change a run's random numbers.
     """
-    root = jax.random.key(int(seed), impl="threefry2x32")
+    root = jax.random.key(seed, impl="threefry2x32")
     init, train, data, evaluation = jax.random.split(root, 4)
     return {"init": init, "train": train, "data": data, "eval": evaluation}
 
@@ -57,7 +58,7 @@ def make_keys(seed: int) -> dict[str, jax.Array]:
 def validate_config(config: Any) -> None:
     """Raises RunError for values no run can use."""
     positive = ("batch_size", "d_steps", "log_every", "eval_every", "ckpt_every")
-    positive += ("steps_per_dispatch", "max_consecutive_skips")
+    positive += ("steps_per_dispatch", "max_consecutive_skips", "num_seeds")
     for name in positive:
         value = config[name]
         if not isinstance(value, int) or value < 1:
@@ -141,11 +142,26 @@ def _truncate_metrics(path: str, last_step: int) -> None:
         os.replace(tmp, path)
 
 
-def _to_python(metrics: dict[str, Any]) -> dict[str, float | int]:
-    out = {}
-    for key, value in jax.device_get(metrics).items():
+def _summarize(values: dict[str, np.ndarray]) -> dict[str, Any]:
+    """JSON-ready metrics. One seed: plain numbers. Several seeds: the mean, its standard
+    error (``NAME_se``) and every seed's value (``NAME_seeds``). Non-finite -> null."""
+
+    def plain(x):
+        x = np.asarray(x)
+        if np.issubdtype(x.dtype, np.integer):
+            return int(x)
+        return float(x) if np.isfinite(x) else None
+
+    out: dict[str, Any] = {}
+    for name, value in values.items():
         value = np.asarray(value)
-        out[key] = int(value) if np.issubdtype(value.dtype, np.integer) else float(value)
+        if value.size == 1:
+            out[name] = plain(value.reshape(()))
+            continue
+        as_float = value.astype(np.float64)
+        out[name] = plain(as_float.mean())
+        out[f"{name}_se"] = plain(as_float.std(ddof=1) / np.sqrt(value.size))
+        out[f"{name}_seeds"] = [plain(v) for v in value]
     return out
 
 
@@ -265,10 +281,21 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
         config.steps_per_dispatch,
     )
     models = gan.models
+    num_seeds = config.num_seeds
+
+    def over_seeds(fn, in_axes=0):
+        """``fn(..., seed)`` for the run's seed, or vmapped over its ``num_seeds`` seeds:
+        seeds ``seed, seed + 1, ...`` trained together in one compiled program."""
+        if num_seeds == 1:
+            return lambda *args: fn(*args, seed)
+        return lambda *args: jax.vmap(fn, in_axes=(*in_axes, 0))(
+            *args, seed + jnp.arange(num_seeds)
+        )
 
     # ------------------------------------------------------------ state: restore or create
     init_state = jax.jit(
-        lambda: state_lib.create_state(gan, make_keys(seed)["init"]), out_shardings=replicated
+        over_seeds(lambda s: state_lib.create_state(gan, make_keys(s)["init"]), in_axes=()),
+        out_shardings=replicated,
     )
     abstract_state = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
@@ -330,57 +357,114 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
         data_lib.sample_batch, dataset=dataset, value_range=models.output_range
     )
 
-    def one_iteration(state, arrays):
-        keys = make_keys(seed)
+    def one_iteration(state, arrays, run_seed):
+        keys = make_keys(run_seed)
         real = draw(arrays, jax.random.fold_in(keys["data"], state.step), k * batch)
         real = jax.lax.with_sharding_constraint(
             real.reshape(k, batch, *dataset.shape), batch_sharded
         )
         return train_step(state, real, keys["train"])
 
+    step_all = over_seeds(one_iteration, in_axes=(0, None))
+
     @functools.partial(jax.jit, donate_argnums=0, out_shardings=(replicated, replicated))
     def iterations(state, arrays):
         """``steps_per_dispatch`` iterations in one program; metrics of the last one."""
         if n_fused == 1:
-            return one_iteration(state, arrays)
-        state, metrics = jax.lax.scan(lambda s, _: one_iteration(s, arrays), state, length=n_fused)
+            return step_all(state, arrays)
+        state, metrics = jax.lax.scan(lambda s, _: step_all(s, arrays), state, length=n_fused)
         return state, jax.tree.map(lambda m: m[-1], metrics)
 
     sample_fn = steps.make_sample_fn(gan)
+    eval_key = make_keys(seed)["eval"]  # the same fixed noise for every seed
     sample = jax.jit(
-        lambda params, model_state, num: sample_fn(
-            params, model_state, make_keys(seed)["eval"], num
-        ),
+        lambda params, model_state, num: over_seeds(
+            lambda p, m, _: sample_fn(p, m, eval_key, num), in_axes=(0, 0)
+        )(params, model_state),
         static_argnums=2,
         out_shardings=replicated,
     )
     arrays = {name: _global_array(a, replicated) for name, a in dataset.arrays.items()}
+
+    # Image metrics (classifier FID/KID/score, Parzen, Stacked MNIST modes): built once.
+    image_evaluator = None
+    if config.eval_metrics and dataset.kind != "mixture":
+        try:
+            image_evaluator = evaluate.make_evaluator(
+                config, dataset, output_range=models.output_range, parzen=config.eval_parzen,
+                kid_subsets=10, log=log,
+            )  # fmt: skip
+            log(f"Image metrics every {config.eval_every} steps: {image_evaluator.protocol}")
+        except evaluate.EvaluationError as e:
+            log(f"warning: image metrics are off: {e}")
+
+    @functools.partial(jax.jit, static_argnums=3, out_shardings=replicated)
+    def sample_chunk(params, model_state, index, num):
+        """Chunk ``index`` of the evaluation samples: EMA G, noise fold_in(eval key, index)."""
+        key = jax.random.fold_in(eval_key, index)
+        return over_seeds(lambda p, m, _: sample_fn(p, m, key, num), in_axes=(0, 0))(
+            params, model_state
+        )
+
+    def image_metrics(state) -> dict[str, Any]:
+        chunk = 500
+
+        def samples_of_seed(i):
+            def draw_samples(num):
+                parts = [
+                    np.asarray(sample_chunk(state.g_ema_params, state.g_model_state, c, chunk))
+                    for c in range(-(-num // chunk))
+                ]
+                parts = [p[None] if num_seeds == 1 else p for p in parts]
+                return np.concatenate([p[i] for p in parts])[:num]
+
+            return draw_samples
+
+        per_seed = [image_evaluator(samples_of_seed(i)) for i in range(num_seeds)]
+        values = {n: np.array([r[n] for r in per_seed], np.float64) for n in per_seed[0]}
+        return {f"eval_{n}": v for n, v in _summarize(values).items()}
+
     real_diversity = health.sample_diversity(
         np.asarray(jax.jit(lambda a: draw(a, make_keys(seed)["eval"], 512))(arrays))
     )
 
     def evaluate_now(state, step: int) -> dict[str, Any]:
         num = config.num_eval_samples if dataset.kind == "mixture" else NUM_GRID_SAMPLES
-        x = np.asarray(sample(state.g_ema_params, state.g_model_state, num))
-        diversity = health.sample_diversity(x)
-        best = max((r["eval_diversity"] for r in history if "eval_diversity" in r), default=0.0)
-        out: dict[str, Any] = {"eval_diversity": diversity}
-        out["alarm_mode_collapse"] = int(health.mode_collapsed(diversity, best, real_diversity))
+        xs = np.asarray(sample(state.g_ema_params, state.g_model_state, num))
+        xs = xs[None] if num_seeds == 1 else xs  # [seeds, num, ...]
+        per_seed = [evaluate_samples(x, step) for x in xs]
+        out = _summarize({name: np.array([r[name] for r in per_seed]) for name in per_seed[0]})
+        if image_evaluator is not None:
+            out.update(image_metrics(state))
+        out["alarm_mode_collapse"] = int(any(r["alarm_mode_collapse"] for r in per_seed))
+        x = xs[0]
         path = os.path.join(workdir, f"samples_{step:07d}.png")
+        seed_note = f" (seed {seed} of {num_seeds})" if num_seeds > 1 else ""
         if dataset.kind == "mixture":
-            coverage = evaluate.mode_coverage(x, dataset.arrays["means"], dataset.std)
+            coverage = per_seed[0]
             if is_chief:
                 plots.save_scatter(
                     path, x, dataset.arrays["means"],
-                    title=f"{dataset.name} step {step}: {coverage['modes']:.0f} modes, "
-                    f"{100 * coverage['high_quality']:.1f}% high quality, "
-                    f"KL {coverage['reverse_kl']:.3f}",
+                    title=f"{dataset.name} step {step}{seed_note}: "
+                    f"{coverage['eval_modes']:.0f} modes, "
+                    f"{100 * coverage['eval_high_quality']:.1f}% high quality, "
+                    f"KL {coverage['eval_reverse_kl']:.3f}",
                 )  # fmt: skip
-            # JSON has no inf: a KL with no high-quality sample is logged as null.
-            out.update({f"eval_{n}": v if np.isfinite(v) else None for n, v in coverage.items()})
         elif is_chief:
-            title = f"{dataset.name} step {step} (EMA generator, fixed noise)"
+            title = f"{dataset.name} step {step}{seed_note} (EMA generator, fixed noise)"
             plots.save_image_grid(path, x, models.output_range, title=title)
+        return out
+
+    def evaluate_samples(x, step: int) -> dict[str, float]:
+        """One seed's evaluation of its samples (diversity alarm, mode coverage)."""
+        diversity = health.sample_diversity(x)
+        # The best diversity seen earlier (the mean over seeds when several are trained).
+        best = max((r["eval_diversity"] for r in history if "eval_diversity" in r), default=0.0)
+        out = {"eval_diversity": diversity}
+        out["alarm_mode_collapse"] = int(health.mode_collapsed(diversity, best, real_diversity))
+        if dataset.kind == "mixture":
+            coverage = evaluate.mode_coverage(x, dataset.arrays["means"], dataset.std)
+            out.update({f"eval_{n}": v for n, v in coverage.items()})
         return out
 
     # ------------------------------------------------------------ the loop
@@ -416,8 +500,9 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
                 bar.update(n_fused)
                 record: dict[str, Any] = {}
                 if step % config.log_every == 0 or step == config.num_steps:
-                    record.update(_to_python(metrics))
-                    streak = record["skip_streak"]
+                    raw = {n: np.asarray(v) for n, v in jax.device_get(metrics).items()}
+                    record.update(_summarize(raw))
+                    streak = int(raw["skip_streak"].max())
                     if streak >= config.max_consecutive_skips:
                         raise TrainingError(
                             f"Training diverged: {streak} consecutive non-finite updates, "
@@ -426,14 +511,20 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
                         )
                     if reference_g_grad is None:
                         reference_g_grad = record["g_grad_norm"]
-                    record["alarm_d_saturation"] = int(health.d_saturated(record, reference_g_grad))
+                    record["alarm_d_saturation"] = int(
+                        any(
+                            health.d_saturated({n: raw[n].flat[i] for n in raw}, reference_g_grad)
+                            for i in range(num_seeds)
+                        )
+                    )
                     now = time.perf_counter()
                     rate = (step - last_step) / max(now - last_time, 1e-9)
                     last_time, last_step = now, step
                     if writer is not None:
                         writer.add_scalar("steps_per_s", rate, step)
                     postfix = {
-                        n: f"{record[n]:.3f}" for n in ("d_loss", "g_loss", "d_real", "d_fake")
+                        n: "nan" if record[n] is None else f"{record[n]:.3f}"
+                        for n in ("d_loss", "g_loss", "d_real", "d_fake")
                     }
                     if bar.disable:
                         log(
@@ -453,7 +544,7 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
                     for name, value in record.items():
-                        if name != "step" and value is not None:
+                        if name != "step" and isinstance(value, (int, float)):
                             writer.add_scalar(name, value, step)
                 if step % config.ckpt_every == 0 or step == config.num_steps:
                     saved.save(state, step)
@@ -557,15 +648,24 @@ def _final_report(config, workdir, dataset, metrics_path, log) -> None:
     final = next((r for r in reversed(records) if "eval_modes" in r), None)
     if dataset.kind == "mixture" and final is not None:
         total = len(dataset.arrays["means"])
+        seeds = config.num_seeds
+
+        def pm(name, scale=1.0, digits=1):
+            value = f"{scale * _or_inf(final[name]):.{digits}f}"
+            if f"{name}_se" in final and final[f"{name}_se"] is not None:
+                value += f"±{scale * final[f'{name}_se']:.{digits}f}"
+            return value
+
+        label = f"jaxgan (this run, {seeds} seed{'s' if seeds > 1 else ''})"
         log(
             f"Mode coverage of {dataset.name} at step {final['step']} "
-            f"({config.num_eval_samples} samples, EMA generator):\n"
-            f"  {'jaxgan (this run, 1 seed)':<38} {final['eval_modes']:>5.1f}/{total} modes  "
-            f"{100 * final['eval_high_quality']:5.1f}% high quality  "
-            f"KL {_or_inf(final['eval_reverse_kl']):.3f}"
+            f"({config.num_eval_samples} samples, EMA generator"
+            f"{', mean ± s.e. over seeds' if seeds > 1 else ''}):\n"
+            f"  {label:<38} {pm('eval_modes'):>9}/{total} modes  "
+            f"{pm('eval_high_quality', 100)}% high quality  KL {pm('eval_reverse_kl', digits=3)}"
         )
         for source, (modes, hq, kl) in evaluate.PUBLISHED_MODE_COVERAGE[dataset.name].items():
-            log(f"  {source:<38} {modes:>5.1f}/{total} modes  {hq:5.1f}% high quality  KL {kl:.2f}")
+            log(f"  {source:<38} {modes:>9.1f}/{total} modes  {hq:.1f}% high quality  KL {kl:.2f}")
 
 
 def _or_inf(value: float | None) -> float:

@@ -111,6 +111,7 @@ def test_mnist_from_idx_files(tmp_path, mnist_idx_dir):
         f"--config.data.idx_dir={mnist_idx_dir}",
         "--config.batch_size=8",
         "--config.num_steps=3",
+        "--config.eval_metrics=False",  # the classifier's first training is tested elsewhere
     ]
     proc = run(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -139,6 +140,33 @@ def test_tfds_through_mock_data(tmp_path):
     assert json.load(open(tmp_path / "w" / "config.json"))["dataset"]["shape"] == [28, 28, 1]
 
 
+def test_trainer_logs_image_metrics_from_the_evaluator(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from jaxgan import evaluate, trainer
+    from jaxgan.configs import mnist_mlp
+
+    calls = []
+
+    def fake_make_evaluator(config, dataset, *, output_range, **kwargs):
+        def run(samples):
+            calls.append(samples.shape)
+            assert samples.min() >= output_range[0] and samples.max() <= output_range[1]
+            return {"fid": float(samples.mean()), "kid": 0.5}
+
+        return evaluate.Evaluator(dataset.name, 700, {}, {"metrics": "fake"}, run)
+
+    monkeypatch.setattr(evaluate, "make_evaluator", fake_make_evaluator)
+    config = mnist_mlp.get_config()
+    config.batch_size, config.num_steps = 10, 2
+    config.log_every = config.eval_every = config.ckpt_every = 2
+    with tfds.testing.mock_data(num_examples=20):
+        assert trainer.train_and_evaluate(config, str(tmp_path / "w"), log=print) == 0
+    assert calls == [(700, 28, 28, 1)]  # drawn in chunks, cut to the evaluator's count
+    last = records(tmp_path / "w")[-1]
+    assert last["eval_kid"] == 0.5 and 0.0 <= last["eval_fid"] <= 1.0
+
+
 # ------------------------------------------------------------------ exact resume, sampling
 
 
@@ -163,6 +191,30 @@ def test_resume_is_bitwise_equal_and_sampling_is_reproducible(tmp_path):
         outs.append(open(out, "rb").read())
     assert outs[0] == outs[1] and outs[0] != outs[2]
     assert np.load(tmp_path / "full_3.npy").shape == (300, 2)
+
+
+def test_several_seeds_train_together(tmp_path):
+    short = ["--config.num_steps=4", "--config.log_every=2", "--config.eval_every=4",
+             "--config.ckpt_every=4", "--config.num_eval_samples=300"]  # fmt: skip
+    one = run([*short, f"--workdir={tmp_path}/one"], cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    many = run([*short, "--config.num_seeds=3", f"--workdir={tmp_path}/many"], cwd=tmp_path)
+    assert many.returncode == 0, many.stderr
+    assert "3 seeds" in many.stdout and "mean ± s.e." in many.stdout
+    single, multi = records(tmp_path / "one")[-1], records(tmp_path / "many")[-1]
+    assert len(multi["d_loss_seeds"]) == 3 and len(set(multi["d_loss_seeds"])) == 3
+    assert multi["d_loss"] == pytest.approx(np.mean(multi["d_loss_seeds"]))
+    assert multi["d_loss_se"] > 0 and len(multi["eval_modes_seeds"]) == 3
+    # Seed 0 of the vmapped run is the single-seed run (up to batched-matmul rounding).
+    assert multi["d_loss_seeds"][0] == pytest.approx(single["d_loss"], rel=1e-4)
+    outs = []
+    for index in (0, 2):
+        out = tmp_path / f"s{index}.npy"
+        args = [f"--workdir={tmp_path}/many", "--num=5", f"--seed_index={index}", f"--out={out}"]
+        proc = run(args, cwd=tmp_path, module="jaxgan.sample")
+        assert proc.returncode == 0, proc.stderr
+        outs.append(np.load(out))
+    assert not np.allclose(outs[0], outs[1])
 
 
 def test_resume_refuses_changed_model_and_touches_nothing(tmp_path):

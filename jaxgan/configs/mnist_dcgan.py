@@ -21,4 +21,5 @@ def get_config():
     config.log_every = 50
     config.eval_every = 500
     config.ckpt_every = 500
+    config.eval_metrics = True  # classifier FID/KID/score every eval_every steps
     return config
