@@ -896,6 +896,7 @@ def evaluate_run(
     step: int | None = None,
     num_samples: int | None = None,
     seed: int = 0,
+    seed_index: int = 0,
     idx_dir: str | None = None,
     parzen: bool = True,
     cache_dir: str | None = None,
@@ -947,7 +948,9 @@ def evaluate_run(
     drawn = {}
 
     def sample_fn(num: int) -> np.ndarray:
-        samples, drawn["step"], _, _ = sample_run(workdir, num, seed, step=step, ema=True)
+        samples, drawn["step"], _, _ = sample_run(
+            workdir, num, seed, step=step, ema=True, seed_index=seed_index
+        )
         return samples
 
     if log is not None:
@@ -964,6 +967,7 @@ def evaluate_run(
             "checkpoint_step": drawn["step"],
             "generator": "EMA",
             "sample_seed": seed,
+            "seed_index": seed_index,
             "jaxgan_version": jaxgan.__version__,
             "jax_version": jax.__version__,
             "backend": jax.default_backend(),
@@ -984,6 +988,9 @@ def main(argv: list[str] | None = None) -> int:
         "mnist/fashion_mnist, 26,000 on stacked_mnist)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="generator noise seed (default 0)")
+    parser.add_argument(
+        "--seed_index", type=int, default=0, help="which seed of a num_seeds run (default 0)"
+    )
     parser.add_argument("--idx_dir", default=None, help="IDX folder (default: the run's)")
     parser.add_argument("--no_parzen", action="store_true", help="skip the Parzen estimate")
     parser.add_argument("--cache_dir", default=None, help="classifier cache folder")
@@ -1000,6 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
             step=args.step,
             num_samples=args.num_samples,
             seed=args.seed,
+            seed_index=args.seed_index,
             idx_dir=args.idx_dir,
             parzen=not args.no_parzen,
             cache_dir=args.cache_dir,
