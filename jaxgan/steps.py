@@ -1,9 +1,9 @@
 """The training step and the sampler: pure, jit-able functions with no I/O.
 
 One call of ``train_step`` is one iteration of Algorithm 1 of Goodfellow et al. 2014:
-k discriminator updates (a ``lax.scan``; each on its own real minibatch and fresh
-noise), then one generator update against the *updated* discriminator, then the EMA
-of the generator's parameters. All randomness comes from
+k discriminator updates (unrolled, or a ``lax.scan`` with ``scan_d_steps``; each on
+its own real minibatch and fresh noise), then one generator update against the
+*updated* discriminator, then the EMA of the generator's parameters. All randomness comes from
 ``fold_in(key, state.step)``, so a resumed run sees the same random numbers.
 """
 
@@ -59,6 +59,7 @@ def make_train_step(
     r1_gamma: float = 0.0,
     r2_gamma: float = 0.0,
     skip_nonfinite: bool = True,
+    scan_d_steps: bool = False,
 ) -> Callable[[GANState, jax.Array, jax.Array], tuple[GANState, Metrics]]:
     """Builds ``train_step(state, real_batches, key) -> (state, metrics)``.
 
@@ -67,15 +68,22 @@ def make_train_step(
       loss: a name from :data:`jaxgan.losses.LOSSES`.
       d_steps: k, the number of discriminator updates per iteration.
       ema_decay: decay of the generator EMA (0 makes the EMA equal the parameters).
-      fresh_g_noise: draw new noise for the generator update (Algorithm 1 of
-        Goodfellow et al.); if False, reuse the last D update's noise, as
-        pytorch/examples' DCGAN does.
+      fresh_g_noise: draw new noise and run G again for the generator update
+        (Algorithm 1 of Goodfellow et al.); if False, the generator update reuses the
+        fake batch of the last D update, as pytorch/examples' DCGAN does: G runs
+        forward once per D update, and the G update back-propagates through the last
+        of those forwards (``jax.vjp``), so it costs no extra G forward. BatchNorm
+        running statistics of G then move once per D update (k times per iteration)
+        and not again in the G update; with fresh noise they move k + 1 times.
       gp_weight: weight λ of the WGAN-GP penalty (0: off).
       r1_gamma: γ of the R1 penalty, added as ``γ/2 · mean(R1)`` (0: off).
       r2_gamma: γ of the R2 penalty, likewise (0: off).
       skip_nonfinite: if a loss, gradient or new parameter is not finite, keep the
         old parameters and optimizer states of both networks (the step counter and
         ``state.skipped`` still advance).
+      scan_d_steps: run the k D updates as a ``lax.scan`` (compile time independent
+        of k) instead of unrolling them (the default: XLA:CPU runs convolution
+        gradients inside a loop 10-40x slower). Same arithmetic either way.
 
     Returns:
       A pure function. ``real_batches`` has shape ``[d_steps, B, *data_shape]``: one
@@ -88,13 +96,9 @@ def make_train_step(
     models = gan.models
     generator, discriminator = models.generator, models.discriminator
 
-    def d_update(g_params, carry, inputs):
-        d_params, d_model_state, d_opt_state, g_model_state = carry
-        real, key = inputs
-        z_key, drop_real, drop_fake, gp_key = jax.random.split(key, 4)
-        z = models.sample_latent(z_key, real.shape[0])
-        fake, g_model_state = apply_model(generator, g_params, g_model_state, z, train=True)
-        fake = jax.lax.stop_gradient(fake)
+    def d_update(carry, real, fake, keys):
+        d_params, d_model_state, d_opt_state = carry
+        drop_real, drop_fake, gp_key = keys
 
         def d_loss_fn(d_params):
             real_logits, ms = apply_model(
@@ -143,7 +147,7 @@ def make_train_step(
             "d_grad_norm": optax.tree.norm(grads),
             "d_finite": _all_finite(grads) & jnp.isfinite(d_loss + penalty),
         }
-        return (d_params, d_model_state, d_opt_state, g_model_state), (z, metrics)
+        return (d_params, d_model_state, d_opt_state), metrics
 
     def train_step(state: GANState, real_batches: jax.Array, key: jax.Array):
         if real_batches.shape[0] != d_steps:
@@ -154,29 +158,77 @@ def make_train_step(
         batch_size = real_batches.shape[1]
         d_keys, g_key = step_keys(key, state.step, d_steps)
 
+        def g_forward(g_params, g_model_state, z):
+            return apply_model(generator, g_params, g_model_state, z, train=True)
+
         # ---- k discriminator updates, G fixed.
-        carry = (state.d_params, state.d_model_state, state.d_opt_state, state.g_model_state)
-        (d_params, d_model_state, d_opt_state, g_model_state), (zs, d_metrics) = jax.lax.scan(
-            lambda c, xs: d_update(state.g_params, c, xs), carry, (real_batches, d_keys)
-        )
+        def one_d_update(carry, real, d_key, keep_vjp=False):
+            d_carry, g_model_state = carry
+            z_key, drop_real, drop_fake, gp_key = jax.random.split(d_key, 4)
+            z = models.sample_latent(z_key, batch_size)
+            g_vjp = None
+            if keep_vjp:  # the one G forward whose fake also serves the G update below
+                fake, g_vjp, g_model_state = jax.vjp(
+                    lambda p: g_forward(p, g_model_state, z), state.g_params, has_aux=True
+                )
+            else:
+                fake, g_model_state = g_forward(state.g_params, g_model_state, z)
+            keys = (drop_real, drop_fake, gp_key)
+            d_carry, metrics = d_update(d_carry, real, jax.lax.stop_gradient(fake), keys)
+            return (d_carry, g_model_state), metrics, fake, g_vjp
+
+        carry = ((state.d_params, state.d_model_state, state.d_opt_state), state.g_model_state)
+        # With reused noise the last D update keeps G's vjp, so it runs outside the loop.
+        looped = d_steps if fresh_g_noise else d_steps - 1
+        if scan_d_steps:
+            carry, stacked = jax.lax.scan(
+                lambda c, xs: one_d_update(c, *xs)[:2],
+                carry,
+                (real_batches[:looped], d_keys[:looped]),
+            )
+            per_update = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(looped)]
+        else:
+            # A Python loop by default: XLA:CPU runs the convolution gradients inside a
+            # while loop 10-40x slower (docs/BENCHMARKS.md); compile time grows with k.
+            per_update = []
+            for i in range(looped):
+                carry, metrics, _, _ = one_d_update(carry, real_batches[i], d_keys[i])
+                per_update.append(metrics)
+        if not fresh_g_noise:
+            carry, metrics, fake, g_vjp = one_d_update(
+                carry, real_batches[-1], d_keys[-1], keep_vjp=True
+            )
+            per_update.append(metrics)
+        (d_params, d_model_state, d_opt_state), g_model_state = carry
+        d_metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_update)
         d_finite = jnp.all(d_metrics.pop("d_finite"))
         d_metrics = jax.tree.map(jnp.mean, d_metrics)
 
         # ---- one generator update against the updated discriminator.
         z_key, drop_key = jax.random.split(g_key)
-        z = models.sample_latent(z_key, batch_size) if fresh_g_noise else zs[-1]
 
-        def g_loss_fn(g_params):
-            fake, g_ms = apply_model(generator, g_params, g_model_state, z, train=True)
+        def loss_of_fake(fake):
             fake_logits, d_ms = apply_model(
                 discriminator, d_params, d_model_state, fake, train=True, dropout_key=drop_key
             )
-            g_loss = jnp.mean(loss_pair.generator(fake_logits))
-            return g_loss, (g_ms, d_ms)
+            return jnp.mean(loss_pair.generator(fake_logits)), d_ms
 
-        (g_loss, (g_ms, d_ms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-            state.g_params
-        )
+        if fresh_g_noise:
+            z = models.sample_latent(z_key, batch_size)
+
+            def g_loss_fn(g_params):
+                fake, g_ms = g_forward(g_params, g_model_state, z)
+                g_loss, d_ms = loss_of_fake(fake)
+                return g_loss, (g_ms, d_ms)
+
+            (g_loss, (g_ms, d_ms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+                state.g_params
+            )
+        else:
+            # Back-propagate d g_loss / d fake through the G forward of the last D update.
+            (g_loss, d_ms), fake_grad = jax.value_and_grad(loss_of_fake, has_aux=True)(fake)
+            (g_grads,) = g_vjp(fake_grad)
+            g_ms = g_model_state
         g_updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
         g_params = optax.apply_updates(state.g_params, g_updates)
         g_ema_params = optax.incremental_update(g_params, state.g_ema_params, 1.0 - ema_decay)

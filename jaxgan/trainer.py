@@ -352,6 +352,7 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
         gp_weight=config.gp_weight,
         r1_gamma=config.r1_gamma,
         r2_gamma=config.r2_gamma,
+        scan_d_steps=config.scan_d_steps,
     )
     draw = functools.partial(
         data_lib.sample_batch, dataset=dataset, value_range=models.output_range

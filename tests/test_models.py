@@ -332,3 +332,163 @@ def test_bad_data_shape_raises(name, data_shape):
 def test_bad_pack_raises(pack):
     with pytest.raises(ValueError, match="pack"):
         models.build_models("toy2d", data_shape=(2,), pack=pack)
+
+
+# ----------------------------------------------------------------------------- fast convolutions
+# Every transposed conv of dcgan28/32/64 as (input size, in features, features, kernel, stride,
+# padding in lax.conv_transpose terms, transpose_kernel).
+CONV_T_CONFIGS = {
+    "dcgan28_0": (7, 256, 128, 5, 1, "SAME", False),
+    "dcgan28_1": (7, 128, 64, 5, 2, "SAME", False),
+    "dcgan28_2": (14, 64, 1, 5, 2, "SAME", False),
+    "dcgan64_0": (1, 100, 512, 4, 1, ((3, 3), (3, 3)), True),
+    "dcgan64_1": (4, 512, 256, 4, 2, ((2, 2), (2, 2)), True),
+    "dcgan64_2": (8, 256, 128, 4, 2, ((2, 2), (2, 2)), True),
+    "dcgan64_3": (16, 128, 64, 4, 2, ((2, 2), (2, 2)), True),
+    "dcgan64_4": (32, 64, 3, 4, 2, ((2, 2), (2, 2)), True),
+    "dcgan32_0": (1, 100, 256, 4, 1, ((3, 3), (3, 3)), True),
+    "dcgan32_1": (4, 256, 128, 4, 2, ((2, 2), (2, 2)), True),
+    "dcgan32_2": (8, 128, 64, 4, 2, ((2, 2), (2, 2)), True),
+    "dcgan32_3": (16, 64, 3, 4, 2, ((2, 2), (2, 2)), True),
+}
+# Every convolution of the DCGAN discriminators: (input size, in, features, kernel, stride,
+# padding, bias).
+CONV_CONFIGS = {
+    "dcgan28_0": (28, 1, 64, 5, 2, "SAME", True),
+    "dcgan28_1": (14, 64, 128, 5, 2, "SAME", True),
+    "dcgan64_0": (64, 3, 64, 4, 2, ((1, 1), (1, 1)), False),
+    "dcgan64_1": (32, 64, 128, 4, 2, ((1, 1), (1, 1)), False),
+    "dcgan64_2": (16, 128, 256, 4, 2, ((1, 1), (1, 1)), False),
+    "dcgan64_3": (8, 256, 512, 4, 2, ((1, 1), (1, 1)), False),
+    "dcgan64_4": (4, 512, 1, 4, 1, "VALID", False),
+    "dcgan32_0": (32, 3, 64, 4, 2, ((1, 1), (1, 1)), False),
+    "dcgan32_3": (4, 256, 1, 4, 1, "VALID", False),
+}
+
+
+def _assert_same_layer(ours, plain, x):
+    """Same parameters, outputs and gradients (input and parameters) as the plain layer."""
+    variables = plain.init(jax.random.key(1), x)
+    ours_vars = ours.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, ours_vars) == jax.tree.map(jnp.shape, variables)
+    jax.tree.map(np.testing.assert_array_equal, ours_vars, variables)  # same initialisation
+    if "bias" in variables["params"]:  # a nonzero bias, so its gradient path is exercised
+        variables["params"]["bias"] = jnp.linspace(-1.0, 1.0, variables["params"]["bias"].size)
+
+    def loss(layer):
+        def f(variables, x):
+            y = layer.apply(variables, x)
+            weights = jnp.cos(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
+            return jnp.sum(y * weights), y
+
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
+
+    (_, y_ours), (gv_ours, gx_ours) = loss(ours)(variables, x)
+    (_, y_plain), (gv_plain, gx_plain) = loss(plain)(variables, x)
+    assert y_ours.shape == y_plain.shape
+
+    def close(a, b):
+        scale = float(jnp.max(jnp.abs(b)))
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+    close(y_ours, y_plain)
+    close(gx_ours, gx_plain)
+    jax.tree.map(close, gv_ours, gv_plain)
+
+
+@pytest.mark.parametrize("config", sorted(CONV_T_CONFIGS))
+@pytest.mark.parametrize("formulation", ["fast", "lax"])
+def test_conv_transpose_matches_flax(config, formulation):
+    size, c_in, features, k, stride, padding, transpose_kernel = CONV_T_CONFIGS[config]
+    kw = dict(
+        features=features,
+        kernel_size=(k, k),
+        strides=(stride, stride),
+        padding=padding,
+        use_bias=False,
+        kernel_init=nn.initializers.normal(0.05),
+        transpose_kernel=transpose_kernel,
+    )
+    x = jax.random.normal(jax.random.key(0), (2, size, size, c_in))
+    _assert_same_layer(
+        models.ConvTranspose(**kw, formulation=formulation), nn.ConvTranspose(**kw), x
+    )
+
+
+@pytest.mark.parametrize("config", sorted(CONV_CONFIGS))
+@pytest.mark.parametrize("formulation", ["fast", "lax"])
+def test_conv_matches_flax(config, formulation):
+    size, c_in, features, k, stride, padding, bias = CONV_CONFIGS[config]
+    kw = dict(
+        features=features,
+        kernel_size=(k, k),
+        strides=(stride, stride),
+        padding=padding,
+        use_bias=bias,
+        kernel_init=nn.initializers.normal(0.05),
+    )
+    x = jax.random.normal(jax.random.key(0), (2, size, size, c_in))
+    _assert_same_layer(models.Conv(**kw, formulation=formulation), nn.Conv(**kw), x)
+
+
+def test_conv_transpose_phases_matches_lax_on_odd_shapes():
+    """The sub-pixel decomposition on a stride, kernel and padding no DCGAN uses."""
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 4))
+    kernel = jax.random.normal(jax.random.key(1), (6, 3, 4, 7))
+    pads = ((3, 4), (1, 2))  # output 15 x 12: a whole number of phases
+    want = jax.lax.conv_transpose(x, kernel, (3, 2), pads, dimension_numbers=models._NHWC)
+    got = models.conv_transpose_phases(x, kernel, (3, 2), pads)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="phase"):  # output 13 x 11: not a whole number
+        models.conv_transpose_phases(x, kernel, (3, 2), ((2, 3), (1, 1)))
+
+
+@pytest.mark.parametrize("name", ["dcgan28", "dcgan32", "dcgan64"])
+def test_fast_and_lax_networks_agree(name):
+    """Whole networks, both formulations: the same parameters, outputs and gradients."""
+    m = models.build_models(name, data_shape=SHAPES[name])
+    z, g_vars, d_vars = init_both(m, 4)
+    nets = {
+        conv: (m.generator.clone(conv=conv), m.discriminator.clone(conv=conv))
+        for conv in ("fast", "lax")
+    }
+
+    def loss(g_params, d_params, z, conv):
+        generator, discriminator = nets[conv]
+        x, _ = generator.apply(
+            {**g_vars, "params": g_params}, z, train=True, mutable=["batch_stats"]
+        )
+        logits = discriminator.apply({**d_vars, "params": d_params}, x, train=False)
+        return jnp.mean(jax.nn.softplus(-logits))
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=3)
+    fast, lax_ = (
+        grad(g_vars["params"], d_vars["params"], z, "fast"),
+        grad(g_vars["params"], d_vars["params"], z, "lax"),
+    )
+    np.testing.assert_allclose(fast[0], lax_[0], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(fast[1]), jax.tree.leaves(lax_[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_fast_conv_second_order_gradients():
+    """R1/WGAN-GP differentiate D's input gradient again: the custom VJPs support that."""
+    m = models.build_models("dcgan32", data_shape=SHAPES["dcgan32"])
+    x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3), minval=-1.0, maxval=1.0)
+    d_vars = m.discriminator.init(jax.random.key(0), x, train=False)
+
+    def r1(params, conv):
+        d = m.discriminator.clone(conv=conv)
+        f = lambda x: jnp.sum(d.apply({**d_vars, "params": params}, x, train=False))
+        return jnp.sum(jax.grad(f)(x) ** 2)
+
+    fast = jax.grad(r1)(d_vars["params"], "fast")
+    want = jax.grad(r1)(d_vars["params"], "lax")
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_unknown_conv_formulation_raises():
+    layer = models.ConvTranspose(3, (4, 4), (2, 2), formulation="winograd")
+    with pytest.raises(ValueError, match="winograd"):
+        layer.init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))

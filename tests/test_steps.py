@@ -109,6 +109,19 @@ def test_jitted_step_matches_python_reference(k, loss):
     assert float(metrics["finite"]) == 1.0
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+def test_scanned_d_updates_equal_unrolled(fresh):
+    gan = tiny_gan(optax.adam(1e-3), optax.adam(1e-3))
+    st = state_lib.create_state(gan, jax.random.key(0))
+    args = (st, real_batches(3), jax.random.key(6))
+    kwargs = dict(d_steps=3, fresh_g_noise=fresh)
+    unrolled = jax.jit(steps.make_train_step(gan, **kwargs))(*args)
+    scanned = jax.jit(steps.make_train_step(gan, scan_d_steps=True, **kwargs))(*args)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), unrolled, scanned
+    )
+
+
 def test_d_updates_do_not_touch_g_params():
     gan = tiny_gan()
     st = state_lib.create_state(gan, jax.random.key(0))
@@ -267,3 +280,86 @@ def test_learns_a_1d_gaussian():
     x = sample(st.g_ema_params, st.g_model_state, jax.random.key(2), 20_000)
     assert abs(float(x.mean()) - mean) < 0.15, float(x.mean())
     assert abs(float(x.std()) - std) < 0.15, float(x.std())
+
+
+# ------------------------------------------------------------------ reused noise: one G forward
+
+
+def reuse_reference(gan, st, batches, key, *, k, ema_decay):
+    """fresh_g_noise=False written out: the G update re-runs G on the last D update's noise."""
+    pair = losses.get_loss("non_saturating")
+    G, D = gan.generator, gan.discriminator
+    d_keys, g_key = steps.step_keys(key, st.step, k)
+    d_params, g_bs = st.d_params, st.g_model_state
+    for i in range(k):
+        z_key, drop_real, drop_fake, _ = jax.random.split(d_keys[i], 4)
+        z = gan.models.sample_latent(z_key, batches.shape[1])
+        fake, g_bs_after = G.apply(
+            {"params": st.g_params, **g_bs}, z, train=True, mutable=["batch_stats"]
+        )
+
+        def d_loss(p, fake=fake, drop_real=drop_real, drop_fake=drop_fake, i=i):
+            r = D.apply({"params": p}, batches[i], train=True, rngs={"dropout": drop_real})
+            f = D.apply({"params": p}, fake, train=True, rngs={"dropout": drop_fake})
+            return jnp.mean(pair.discriminator(r, f))
+
+        grads = jax.grad(d_loss)(d_params)
+        d_params = jax.tree.map(lambda p, g: p - LR_D * g, d_params, grads)
+        last_z, g_bs_before, g_bs = z, g_bs, g_bs_after
+    _, drop_key = jax.random.split(g_key)
+
+    def g_loss(p):
+        fake, _ = G.apply({"params": p, **g_bs_before}, last_z, train=True, mutable=["batch_stats"])
+        logits = D.apply({"params": d_params}, fake, train=True, rngs={"dropout": drop_key})
+        return jnp.mean(pair.generator(logits))
+
+    grads = jax.grad(g_loss)(st.g_params)
+    g_params = jax.tree.map(lambda p, g: p - LR_G * g, st.g_params, grads)
+    ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, st.g_ema_params, g_params)
+    # One G forward per D update: the running statistics move k times, not k + 1.
+    return g_params, d_params, g_bs, ema
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_reused_noise_backpropagates_through_the_d_steps_g_forward(k):
+    gan = tiny_gan()
+    st = state_lib.create_state(gan, jax.random.key(0))
+    batches, key = real_batches(k), jax.random.key(11)
+    step = jax.jit(steps.make_train_step(gan, d_steps=k, ema_decay=0.9, fresh_g_noise=False))
+    for _ in range(2):
+        ref = reuse_reference(gan, st, batches, key, k=k, ema_decay=0.9)
+        st, metrics = step(st, batches, key)
+        for got, want in zip(
+            (st.g_params, st.d_params, st.g_model_state, st.g_ema_params), ref, strict=True
+        ):
+            jax.tree.map(
+                lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), got, want
+            )
+    assert float(metrics["finite"]) == 1.0
+
+
+def _count_dots(jaxpr, lhs_shape, rhs_shape):
+    """Number of dot_generals with these operand shapes in a jaxpr and its sub-jaxprs."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        shapes = [getattr(v.aval, "shape", None) for v in eqn.invars]
+        if eqn.primitive.name == "dot_general" and shapes == [lhs_shape, rhs_shape]:
+            total += 1
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)  # ClosedJaxpr -> Jaxpr
+            if hasattr(inner, "eqns"):
+                total += _count_dots(inner, lhs_shape, rhs_shape)
+    return total
+
+
+def test_reused_noise_runs_g_forward_once():
+    """Reused noise: one G forward per D update; fresh noise: one more for the G update."""
+    gan = tiny_gan()
+    st = state_lib.create_state(gan, jax.random.key(0))
+    args = (st, real_batches(1), jax.random.key(0))
+    forwards = {}
+    for fresh in (True, False):
+        jaxpr = jax.make_jaxpr(steps.make_train_step(gan, fresh_g_noise=fresh))(*args).jaxpr
+        # TinyG's first Dense maps the (16, 3) latents to 8 units: its forward matmuls.
+        forwards[fresh] = _count_dots(jaxpr, (16, 3), (3, 8))
+    assert forwards == {False: 1, True: 2}, forwards

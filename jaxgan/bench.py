@@ -1,0 +1,221 @@
+"""Training-speed benchmark of jaxgan's own train step on the canonical networks.
+
+Times :func:`jaxgan.steps.make_train_step` -- the step ``train.py`` runs -- on the benchmark
+networks of ``shared/peers/MODELS.md`` (``mlp`` without dropout, ``dcgan28``, ``dcgan32``,
+``dcgan64``), with Adam (2e-4, β 0.5, 0.999) for both networks, the non-saturating loss, one
+D update per iteration and a synthetic real batch already on the device. The whole iteration
+is one jitted call with the state donated; ``--steps`` iterations are dispatched and the
+host blocks once at the end.
+
+Prints one JSON line per run::
+
+    python -m jaxgan.bench --model=dcgan28 --batch=64 [--steps=20] [--fresh_g_noise]
+
+Fields: ``model``, ``batch``, ``steps``, ``fresh_g_noise``, ``img_per_s`` (full iterations),
+``step_ms``, ``compile_s``, ``flops_per_iter`` (XLA's cost analysis of the compiled step),
+``gflops_per_s``, ``peak_gflops_per_s`` (a jitted 2048^3 fp32 matmul measured in the same
+process, best of a measurement before and one after the timed steps),
+``fraction_of_peak``, the versions and ``XLA_FLAGS``. See ``docs/BENCHMARKS.md``.
+
+This module reads the clock; it is a tool, not part of the library's pure layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxgan import models as models_lib
+from jaxgan import state as state_lib
+from jaxgan import steps as steps_lib
+
+BENCH_MODELS = ("mlp", "dcgan28", "dcgan32", "dcgan64")
+DATA_SHAPES = {
+    "mlp": (784,),
+    "dcgan28": (28, 28, 1),
+    "dcgan32": (32, 32, 3),
+    "dcgan64": (64, 64, 3),
+}
+ADAM = {"name": "adam", "b1": 0.5, "b2": 0.999, "eps": 1e-8}
+LEARNING_RATE = 2e-4
+
+
+def build_bench_gan(model: str, conv: str = "fast") -> state_lib.GAN:
+    """The MODELS.md benchmark networks with Adam(2e-4, 0.5, 0.999) for G and D.
+
+    ``mlp``'s discriminator runs without dropout, as MODELS.md specifies for timing. ``conv``
+    selects the convolution formulation of the DCGANs (``"fast"``, the default of
+    :mod:`jaxgan.models`, or ``"lax"``, the plain ``lax`` convolutions and their automatic
+    derivatives); it does not change parameters or outputs.
+    """
+    if model not in BENCH_MODELS:
+        raise ValueError(f"unknown benchmark model {model!r}; choose from {BENCH_MODELS}")
+    models = models_lib.build_models(model, data_shape=DATA_SHAPES[model])
+    if model == "mlp":
+        models = dataclasses.replace(
+            models, discriminator=models.discriminator.clone(dropout=False)
+        )
+    else:
+        models = dataclasses.replace(
+            models,
+            generator=models.generator.clone(conv=conv),
+            discriminator=models.discriminator.clone(conv=conv),
+        )
+    opt = ml_collections.ConfigDict(ADAM)
+    return state_lib.GAN(
+        models=models,
+        g_tx=state_lib.make_optimizer(opt, LEARNING_RATE),
+        d_tx=state_lib.make_optimizer(opt, LEARNING_RATE),
+    )
+
+
+def measure_matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 FLOP/s of a jitted ``size x size`` matmul (best of ``repeats``)."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    matmul = jax.jit(lambda a, b: a @ b)
+    matmul(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best
+
+
+def _flops(stage) -> float:
+    analysis = stage.cost_analysis()
+    if isinstance(analysis, list | tuple):  # older jax returned one dict per computation
+        analysis = analysis[0]
+    return float(analysis.get("flops", 0.0)) if analysis else 0.0
+
+
+def run(
+    model: str,
+    batch: int,
+    *,
+    steps: int = 20,
+    warmup: int = 2,
+    fresh_g_noise: bool = False,
+    conv: str = "fast",
+    peak_flops: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Times ``steps`` iterations of jaxgan's train step; returns the JSON record."""
+    if batch < 1 or steps < 1 or warmup < 0:
+        raise ValueError("batch and steps must be >= 1 and warmup >= 0")
+    gan = build_bench_gan(model, conv)
+    key = jax.random.key(seed)
+    state = state_lib.create_state(gan, key)
+    real_key, train_key = jax.random.split(jax.random.fold_in(key, 1))
+    lo = 0.0 if model == "mlp" else -1.0
+    real = jax.random.uniform(real_key, (1, batch, *DATA_SHAPES[model]), jnp.float32, lo, 1.0)
+    train_step = steps_lib.make_train_step(
+        gan, loss="non_saturating", d_steps=1, fresh_g_noise=fresh_g_noise
+    )
+    jitted = jax.jit(train_step, donate_argnums=0)
+
+    t0 = time.perf_counter()
+    lowered = jitted.lower(state, real, train_key)
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0
+    # XLA's count on the compiled (optimised) step; the lowered one as a fallback.
+    flops = _flops(compiled) or _flops(lowered)
+
+    metrics = None
+    for _ in range(warmup):
+        state, metrics = compiled(state, real, train_key)
+    jax.block_until_ready((state, metrics))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = compiled(state, real, train_key)
+    jax.block_until_ready((state, metrics))
+    step_s = (time.perf_counter() - t0) / steps
+
+    if peak_flops is None:
+        peak_flops = measure_matmul_peak()
+    # The machine may be shared: the peak is the best of a measurement before and after.
+    peak_flops = max(peak_flops, measure_matmul_peak())
+    gflops_per_s = flops / step_s / 1e9
+    return {
+        "impl": "jaxgan",
+        "model": model,
+        "batch": batch,
+        "steps": steps,
+        "fresh_g_noise": fresh_g_noise,
+        "conv": conv if model != "mlp" else None,
+        "img_per_s": round(batch / step_s, 2),
+        "step_ms": round(step_s * 1e3, 3),
+        "compile_s": round(compile_s, 3),
+        "flops_per_iter": flops,
+        "gflops_per_s": round(gflops_per_s, 2),
+        "peak_gflops_per_s": round(peak_flops / 1e9, 2),
+        "fraction_of_peak": round(gflops_per_s * 1e9 / peak_flops, 4),
+        "d_loss": float(metrics["d_loss"]),
+        "g_loss": float(metrics["g_loss"]),
+        "finite": bool(metrics["finite"]),
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0].device_kind),
+        "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxgan.bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--model", required=True, choices=BENCH_MODELS)
+    parser.add_argument("--batch", type=int, nargs="+", default=[64], help="one run per size")
+    parser.add_argument("--steps", type=int, default=20, help="timed iterations")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations")
+    parser.add_argument(
+        "--fresh_g_noise",
+        "--fresh-g-noise",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="new noise and a second G forward for the G update (Algorithm 1); "
+        "default: reuse the D update's fake batch, like the PyTorch peer",
+    )
+    parser.add_argument(
+        "--conv", choices=("fast", "lax"), default="fast", help="DCGAN convolution formulation"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        peak = measure_matmul_peak()
+        for batch in args.batch:
+            record = run(
+                args.model,
+                batch,
+                steps=args.steps,
+                warmup=args.warmup,
+                fresh_g_noise=args.fresh_g_noise,
+                conv=args.conv,
+                peak_flops=peak,
+                seed=args.seed,
+            )
+            print(json.dumps(record), flush=True)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
