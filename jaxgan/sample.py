@@ -72,7 +72,9 @@ def sample_run(
         state = jax.tree.map(lambda leaf: leaf[seed_index], state)
     params = state.g_ema_params if ema else state.g_params
     z = gan.models.sample_latent(jax.random.key(seed, impl="threefry2x32"), num)
-    generate = jax.jit(steps.make_generate_fn(gan))
+    from jaxgan.trainer import compute_dtype
+
+    generate = jax.jit(steps.make_generate_fn(gan, compute_dtype(config)))
     chunks = []
     for start in range(0, num, CHUNK):
         chunk = z[start : start + CHUNK]

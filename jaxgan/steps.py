@@ -9,6 +9,7 @@ its own real minibatch and fresh noise), then one generator update against the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -24,17 +25,40 @@ __all__ = ["apply_model", "make_generate_fn", "make_sample_fn", "make_train_step
 Metrics = dict[str, jax.Array]
 
 
-def apply_model(module, params, model_state, x, *, train: bool, dropout_key=None):
+def _cast_floats(tree, dtype):
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
+
+
+def apply_model(
+    module, params, model_state, x, *, train: bool, dropout_key=None, compute_dtype=None
+):
     """Applies a Linen module; returns ``(output, new_model_state)``.
 
     In train mode the non-parameter collections (BatchNorm statistics) are mutable
     and come back updated; in eval mode they come back unchanged.
+
+    With ``compute_dtype`` (e.g. ``jnp.bfloat16``: mixed precision) the parameters and
+    the input are cast to it for the computation only: the output and the updated
+    model state come back in their own (float32) dtypes, and gradients flow to the
+    float32 parameters through the cast.
     """
     variables = {"params": params, **model_state}
+    if compute_dtype is not None:
+        variables = {"params": _cast_floats(params, compute_dtype), **model_state}
+        x = x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
     rngs = {"dropout": dropout_key} if dropout_key is not None else None
     if train and model_state:
-        return module.apply(variables, x, train=True, rngs=rngs, mutable=list(model_state))
-    return module.apply(variables, x, train=train, rngs=rngs), model_state
+        out, new_state = module.apply(
+            variables, x, train=True, rngs=rngs, mutable=list(model_state)
+        )
+        new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, model_state)
+    else:
+        out, new_state = module.apply(variables, x, train=train, rngs=rngs), model_state
+    if compute_dtype is not None:
+        out = out.astype(jnp.float32)
+    return out, new_state
 
 
 def step_keys(key: jax.Array, step: jax.Array, d_steps: int) -> tuple[jax.Array, jax.Array]:
@@ -60,6 +84,7 @@ def make_train_step(
     r2_gamma: float = 0.0,
     skip_nonfinite: bool = True,
     scan_d_steps: bool = False,
+    compute_dtype: Any = None,
 ) -> Callable[[GANState, jax.Array, jax.Array], tuple[GANState, Metrics]]:
     """Builds ``train_step(state, real_batches, key) -> (state, metrics)``.
 
@@ -84,6 +109,9 @@ def make_train_step(
       scan_d_steps: run the k D updates as a ``lax.scan`` (compile time independent
         of k) instead of unrolling them (the default: XLA:CPU runs convolution
         gradients inside a loop 10-40x slower). Same arithmetic either way.
+      compute_dtype: e.g. ``jnp.bfloat16`` for mixed precision: both networks compute in
+        it, while parameters, optimizer states, BatchNorm statistics, losses and
+        gradients stay float32 (see :func:`apply_model`). None: float32 throughout.
 
     Returns:
       A pure function. ``real_batches`` has shape ``[d_steps, B, *data_shape]``: one
@@ -95,23 +123,24 @@ def make_train_step(
     loss_pair = losses_lib.get_loss(loss)
     models = gan.models
     generator, discriminator = models.generator, models.discriminator
+    run_model = functools.partial(apply_model, compute_dtype=compute_dtype)
 
     def d_update(carry, real, fake, keys):
         d_params, d_model_state, d_opt_state = carry
         drop_real, drop_fake, gp_key = keys
 
         def d_loss_fn(d_params):
-            real_logits, ms = apply_model(
+            real_logits, ms = run_model(
                 discriminator, d_params, d_model_state, real, train=True, dropout_key=drop_real
             )
-            fake_logits, ms = apply_model(
+            fake_logits, ms = run_model(
                 discriminator, d_params, ms, fake, train=True, dropout_key=drop_fake
             )
             d_loss = jnp.mean(loss_pair.discriminator(real_logits, fake_logits))
             penalty = jnp.zeros((), d_loss.dtype)
 
             def d_fn(x, dropout_key):
-                return apply_model(
+                return run_model(
                     discriminator, d_params, d_model_state, x, train=True, dropout_key=dropout_key
                 )[0]
 
@@ -159,7 +188,7 @@ def make_train_step(
         d_keys, g_key = step_keys(key, state.step, d_steps)
 
         def g_forward(g_params, g_model_state, z):
-            return apply_model(generator, g_params, g_model_state, z, train=True)
+            return run_model(generator, g_params, g_model_state, z, train=True)
 
         # ---- k discriminator updates, G fixed.
         def one_d_update(carry, real, d_key, keep_vjp=False):
@@ -208,7 +237,7 @@ def make_train_step(
         z_key, drop_key = jax.random.split(g_key)
 
         def loss_of_fake(fake):
-            fake_logits, d_ms = apply_model(
+            fake_logits, d_ms = run_model(
                 discriminator, d_params, d_model_state, fake, train=True, dropout_key=drop_key
             )
             return jnp.mean(loss_pair.generator(fake_logits)), d_ms
@@ -272,7 +301,9 @@ def make_train_step(
     return train_step
 
 
-def make_generate_fn(gan: GAN) -> Callable[[Any, Any, jax.Array], jax.Array]:
+def make_generate_fn(
+    gan: GAN, compute_dtype: Any = None
+) -> Callable[[Any, Any, jax.Array], jax.Array]:
     """Builds ``generate(g_params, g_model_state, z) -> samples`` (G in eval mode).
 
     In eval mode BatchNorm uses its running statistics, so each sample depends on
@@ -280,18 +311,22 @@ def make_generate_fn(gan: GAN) -> Callable[[Any, Any, jax.Array], jax.Array]:
     """
 
     def generate(g_params, g_model_state, z):
-        return apply_model(gan.generator, g_params, g_model_state, z, train=False)[0]
+        return apply_model(
+            gan.generator, g_params, g_model_state, z, train=False, compute_dtype=compute_dtype
+        )[0]
 
     return generate
 
 
-def make_sample_fn(gan: GAN) -> Callable[[Any, Any, jax.Array, int], jax.Array]:
+def make_sample_fn(
+    gan: GAN, compute_dtype: Any = None
+) -> Callable[[Any, Any, jax.Array, int], jax.Array]:
     """Builds ``sample(g_params, g_model_state, key, num) -> samples``.
 
     Noise from the model's prior, then :func:`make_generate_fn`. Jit with ``num``
     static (``static_argnums=3``).
     """
-    generate = make_generate_fn(gan)
+    generate = make_generate_fn(gan, compute_dtype)
 
     def sample(g_params, g_model_state, key, num: int):
         return generate(g_params, g_model_state, gan.models.sample_latent(key, num))

@@ -55,6 +55,14 @@ def make_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
     return {"init": init, "train": train, "data": data, "eval": evaluation}
 
 
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(config: Any):
+    """The networks' computation dtype (None: float32 throughout)."""
+    return COMPUTE_DTYPES[config.get("compute_dtype", "float32")]
+
+
 def validate_config(config: Any) -> None:
     """Raises RunError for values no run can use."""
     positive = ("batch_size", "d_steps", "log_every", "eval_every", "ckpt_every")
@@ -80,6 +88,7 @@ def validate_config(config: Any) -> None:
         "loss": (config.loss, sorted(losses_lib.LOSSES)),
         "model.name": (config.model.name, list(models_lib.MODEL_NAMES)),
         "optimizer.name": (config.optimizer.name, ["adam", "sgd"]),
+        "compute_dtype": (config.compute_dtype, list(COMPUTE_DTYPES)),
     }
     for field, (value, allowed) in choices.items():
         if value not in allowed:
@@ -353,6 +362,7 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
         r1_gamma=config.r1_gamma,
         r2_gamma=config.r2_gamma,
         scan_d_steps=config.scan_d_steps,
+        compute_dtype=compute_dtype(config),
     )
     draw = functools.partial(
         data_lib.sample_batch, dataset=dataset, value_range=models.output_range
@@ -376,7 +386,7 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
         state, metrics = jax.lax.scan(lambda s, _: step_all(s, arrays), state, length=n_fused)
         return state, jax.tree.map(lambda m: m[-1], metrics)
 
-    sample_fn = steps.make_sample_fn(gan)
+    sample_fn = steps.make_sample_fn(gan, compute_dtype(config))
     eval_key = make_keys(seed)["eval"]  # the same fixed noise for every seed
     sample = jax.jit(
         lambda params, model_state, num: over_seeds(

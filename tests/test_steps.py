@@ -122,6 +122,20 @@ def test_scanned_d_updates_equal_unrolled(fresh):
     )
 
 
+def test_bfloat16_compute_keeps_float32_state_and_tracks_float32():
+    gan = tiny_gan(optax.adam(1e-3), optax.adam(1e-3))
+    st = state_lib.create_state(gan, jax.random.key(0))
+    args = (st, real_batches(1), jax.random.key(8))
+    full, m_full = jax.jit(steps.make_train_step(gan))(*args)
+    mixed, m_mixed = jax.jit(steps.make_train_step(gan, compute_dtype=jnp.bfloat16))(*args)
+    assert jax.tree.structure(mixed) == jax.tree.structure(full)
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(mixed), strict=True):
+        assert a.dtype == b.dtype  # parameters, optimizer and BatchNorm states stay float32
+    assert m_mixed["d_loss"].dtype == jnp.float32 and float(m_mixed["finite"]) == 1.0
+    np.testing.assert_allclose(m_mixed["d_loss"], m_full["d_loss"], rtol=2e-2)
+    assert not np.array_equal(m_mixed["d_loss"], m_full["d_loss"])  # it did compute in bf16
+
+
 def test_d_updates_do_not_touch_g_params():
     gan = tiny_gan()
     st = state_lib.create_state(gan, jax.random.key(0))

@@ -53,6 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
     # XLA runs convolution gradients inside loops far slower, so keep 1 for the DCGANs.
     config.steps_per_dispatch = 1
     config.scan_d_steps = False  # the k D updates as a lax.scan instead of unrolled
+    # bfloat16: both networks compute in bf16 (fast on GPU/TPU); parameters, optimizer
+    # states, BatchNorm statistics and losses stay float32.
+    config.compute_dtype = "float32"
 
     # ---- health
     config.max_consecutive_skips = 20  # stop after this many non-finite updates in a row
