@@ -520,10 +520,11 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
                             f"steps {step - streak + 1} to {step} (all skipped). The last good "
                             f"checkpoint ({saved.describe()}) is intact. Try lower learning rates."
                         )
-                    if reference_g_grad is None:
+                    if reference_g_grad is None:  # the first finite G gradient norm logged
                         reference_g_grad = record["g_grad_norm"]
                     record["alarm_d_saturation"] = int(
-                        any(
+                        reference_g_grad is not None
+                        and any(
                             health.d_saturated({n: raw[n].flat[i] for n in raw}, reference_g_grad)
                             for i in range(num_seeds)
                         )
