@@ -271,6 +271,13 @@ conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 CONV_TRANSPOSE_FORMULATIONS = ("fast", "lax")
 
 
+def _check_formulation(formulation: str) -> None:
+    if formulation not in CONV_TRANSPOSE_FORMULATIONS:
+        raise ValueError(
+            f"unknown formulation {formulation!r}; known: {CONV_TRANSPOSE_FORMULATIONS}"
+        )
+
+
 class ConvTranspose(nn.Module):
     """``nn.ConvTranspose`` (2-D, NHWC) run as :func:`conv_transpose`; same parameters.
 
@@ -306,10 +313,7 @@ class ConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps ``(B, H, W, C_in)`` to ``(B, H_out, W_out, features)``."""
-        if self.formulation not in CONV_TRANSPOSE_FORMULATIONS:
-            raise ValueError(
-                f"unknown formulation {self.formulation!r}; known: {CONV_TRANSPOSE_FORMULATIONS}"
-            )
+        _check_formulation(self.formulation)
         kernel_size, strides = tuple(self.kernel_size), tuple(self.strides)
         in_features = x.shape[-1]
         if self.transpose_kernel:
@@ -424,10 +428,7 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps ``(B, H, W, C_in)`` to ``(B, H_out, W_out, features)``."""
-        if self.formulation not in CONV_TRANSPOSE_FORMULATIONS:
-            raise ValueError(
-                f"unknown formulation {self.formulation!r}; known: {CONV_TRANSPOSE_FORMULATIONS}"
-            )
+        _check_formulation(self.formulation)
         kernel_size, strides = tuple(self.kernel_size), tuple(self.strides)
         shape = (*kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)

@@ -13,17 +13,18 @@ SHARED_DATA = os.environ.get(
 )
 
 
+def _idx_dir(name: str, title: str) -> str:
+    path = os.path.join(SHARED_DATA, name)
+    if not os.path.exists(os.path.join(path, "train-images-idx3-ubyte.gz")):
+        pytest.skip(f"{title} IDX files not found in {path} (set JAXGAN_SHARED_DATA)")
+    return path
+
+
 @pytest.fixture
 def mnist_idx_dir():
-    path = os.path.join(SHARED_DATA, "mnist")
-    if not os.path.exists(os.path.join(path, "train-images-idx3-ubyte.gz")):
-        pytest.skip(f"MNIST IDX files not found in {path} (set JAXGAN_SHARED_DATA)")
-    return path
+    return _idx_dir("mnist", "MNIST")
 
 
 @pytest.fixture
 def fashion_mnist_idx_dir():
-    path = os.path.join(SHARED_DATA, "fashion_mnist")
-    if not os.path.exists(os.path.join(path, "train-images-idx3-ubyte.gz")):
-        pytest.skip(f"Fashion-MNIST IDX files not found in {path} (set JAXGAN_SHARED_DATA)")
-    return path
+    return _idx_dir("fashion_mnist", "Fashion-MNIST")
