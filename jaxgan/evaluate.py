@@ -927,7 +927,7 @@ def evaluate_run(
         info = saved["dataset"]
         shape = tuple(info["shape"])
         output_range = models_lib.build_models(
-            config.model.name, data_shape=shape, pack=config.model.pack
+            config.model.name, data_shape=shape, pack=config.get("pack", 1)
         ).output_range
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise EvaluationError(f"{config_path} is unreadable or incomplete ({e}).") from e
@@ -965,7 +965,7 @@ def evaluate_run(
             "dataset": info["name"],
             "dataset_fingerprint": info.get("fingerprint"),
             "checkpoint_step": drawn["step"],
-            "generator": "EMA",
+            "generator": "EMA" if config.ema_decay > 0 else "raw (ema_decay 0)",
             "sample_seed": seed,
             "seed_index": seed_index,
             "jaxgan_version": jaxgan.__version__,

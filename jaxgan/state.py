@@ -104,7 +104,7 @@ def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
     """Builds the networks and optimizers named by a config.
 
     Args:
-      config: the run config (fields ``model.name``, ``model.pack``, ``optimizer``,
+      config: the run config (fields ``model.name``, ``pack``, ``optimizer``,
         ``g_lr``, ``d_lr``; see ``jaxgan/configs/default.py``).
       data_shape: shape of one data example, e.g. ``(2,)`` or ``(28, 28, 1)``.
 
@@ -114,7 +114,7 @@ def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
     models = models_lib.build_models(
         config.model.name,
         data_shape=tuple(data_shape),
-        pack=int(config.model.get("pack", 1)),
+        pack=int(config.get("pack", 1)),
     )
     return GAN(
         models=models,

@@ -79,10 +79,10 @@ def validate_config(config: Any) -> None:
             )
     if config.num_steps < 0:
         raise RunError(f"config.num_steps must be >= 0, got {config.num_steps}.")
-    if config.model.pack < 1 or config.batch_size % config.model.pack:
+    if config.pack < 1 or config.batch_size % config.pack:
         raise RunError(
-            f"config.batch_size ({config.batch_size}) must be a multiple of config.model.pack "
-            f"({config.model.pack})."
+            f"config.batch_size ({config.batch_size}) must be a multiple of config.pack "
+            f"({config.pack})."
         )
     choices = {
         "loss": (config.loss, sorted(losses_lib.LOSSES)),
@@ -462,7 +462,7 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
                     f"KL {coverage['eval_reverse_kl']:.3f}",
                 )  # fmt: skip
         elif is_chief:
-            title = f"{dataset.name} step {step}{seed_note} (EMA generator, fixed noise)"
+            title = f"{dataset.name} step {step}{seed_note} ({_generator_label(config)}, fixed noise)"
             plots.save_image_grid(path, x, models.output_range, title=title)
         return out
 
@@ -588,7 +588,7 @@ ALARMS = {
     "G's gradient has vanished; G has stopped learning (try the non_saturating loss, a "
     "lower d_lr, or fewer d_steps).",
     "alarm_mode_collapse": "mode collapse: the samples' diversity fell below a quarter of the "
-    "data's (try packing, --config.model.pack=2, or a lower g_lr).",
+    "data's (try packing, --config.pack=2, or a lower g_lr).",
 }
 
 
@@ -671,13 +671,18 @@ def _final_report(config, workdir, dataset, metrics_path, log) -> None:
         label = f"jaxgan (this run, {seeds} seed{'s' if seeds > 1 else ''})"
         log(
             f"Mode coverage of {dataset.name} at step {final['step']} "
-            f"({config.num_eval_samples} samples, EMA generator"
+            f"({config.num_eval_samples} samples, {_generator_label(config)}"
             f"{', mean ± s.e. over seeds' if seeds > 1 else ''}):\n"
             f"  {label:<38} {pm('eval_modes'):>9}/{total} modes  "
             f"{pm('eval_high_quality', 100)}% high quality  KL {pm('eval_reverse_kl', digits=3)}"
         )
         for source, (modes, hq, kl) in evaluate.PUBLISHED_MODE_COVERAGE[dataset.name].items():
             log(f"  {source:<38} {modes:>9.1f}/{total} modes  {hq:.1f}% high quality  KL {kl:.2f}")
+
+
+def _generator_label(config) -> str:
+    """What the evaluation samples come from: the EMA of G's parameters, or G itself."""
+    return "EMA generator" if config.ema_decay > 0 else "generator (ema_decay 0: no EMA)"
 
 
 def _or_inf(value: float | None) -> float:

@@ -232,8 +232,8 @@ def test_bfloat16_trains_the_toy_and_stays_finite(tmp_path):
 def test_resume_refuses_changed_model_and_touches_nothing(tmp_path):
     assert run([*TINY, f"--workdir={tmp_path}/w"], cwd=tmp_path).returncode == 0
     before = tree_digest(tmp_path / "w")
-    proc = run([*TINY, f"--workdir={tmp_path}/w", "--config.model.pack=2"], cwd=tmp_path)
-    assert_one_line_error(proc, "model.pack", "new --workdir")
+    proc = run([*TINY, f"--workdir={tmp_path}/w", "--config.pack=2"], cwd=tmp_path)
+    assert_one_line_error(proc, "pack", "new --workdir")
     proc = run([*TINY, f"--workdir={tmp_path}/w", "--config.data.name=ring8"], cwd=tmp_path)
     assert_one_line_error(proc, "data.name")
     assert tree_digest(tmp_path / "w") == before
@@ -326,7 +326,7 @@ def test_non_finite_training_stops_naming_the_step(tmp_path):
         (["--bogus=1"], ["bogus"]),
         (["--config.data.name=no_such_dataset_xyz"], ["no_such_dataset_xyz"]),
         (["--config.batch_size=0"], ["batch_size"]),
-        (["--config.model.pack=3"], ["multiple of config.model.pack"]),
+        (["--config.pack=3"], ["multiple of config.pack"]),
         (["--config.loss=vanilla"], ["Unknown config.loss"]),
         (["--config.model.name=dcgan64"], ["(64, 64, C)", "(2,)"]),
     ],

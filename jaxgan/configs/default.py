@@ -22,11 +22,11 @@ def get_config() -> ml_collections.ConfigDict:
     # ---- model (DESIGN.md §4)
     config.model = ml_collections.ConfigDict()
     config.model.name = "toy2d"  # toy2d | mlp | dcgan28 | dcgan32 | dcgan64
-    config.model.pack = 1  # PacGAN packing degree m of the discriminator (1 = no packing)
 
     # ---- objective and update schedule
     config.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares
     config.d_steps = 1  # k: discriminator updates per generator update
+    config.pack = 1  # PacGAN: D judges packs of m samples together (1 = no packing)
     config.fresh_g_noise = True  # new noise for the G update (Algorithm 1); False reuses D's
     config.gp_weight = 0.0  # WGAN-GP λ (0 = off)
     config.r1_gamma = 0.0  # R1 γ (0 = off)
