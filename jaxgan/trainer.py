@@ -462,7 +462,8 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
                     f"KL {coverage['eval_reverse_kl']:.3f}",
                 )  # fmt: skip
         elif is_chief:
-            title = f"{dataset.name} step {step}{seed_note} ({_generator_label(config)}, fixed noise)"
+            source = _generator_label(config)
+            title = f"{dataset.name} step {step}{seed_note} ({source}, fixed noise)"
             plots.save_image_grid(path, x, models.output_range, title=title)
         return out
 
