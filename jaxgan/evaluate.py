@@ -875,6 +875,7 @@ def _stacked_evaluator(
 # ============================================================================
 
 EVAL_FILE = "eval.json"
+RAW_EVAL_FILE = "eval_raw.json"
 
 
 def _json_ready(value: Any) -> Any:
@@ -897,12 +898,15 @@ def evaluate_run(
     num_samples: int | None = None,
     seed: int = 0,
     seed_index: int = 0,
+    raw: bool = False,
     idx_dir: str | None = None,
     parzen: bool = True,
     cache_dir: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluates a run folder's checkpoint with the EMA generator; returns eval.json's record.
+    """Evaluates a run folder's checkpoint; returns eval.json's record.
+
+    The samples come from the EMA generator, or from G's own parameters when ``raw``.
 
     Raises:
       EvaluationError, jaxgan.checkpointing.RunError, jaxgan.data.DataError: with a
@@ -949,7 +953,7 @@ def evaluate_run(
 
     def sample_fn(num: int) -> np.ndarray:
         samples, drawn["step"], _, _ = sample_run(
-            workdir, num, seed, step=step, ema=True, seed_index=seed_index
+            workdir, num, seed, step=step, ema=not raw, seed_index=seed_index
         )
         return samples
 
@@ -965,7 +969,7 @@ def evaluate_run(
             "dataset": info["name"],
             "dataset_fingerprint": info.get("fingerprint"),
             "checkpoint_step": drawn["step"],
-            "generator": "EMA" if config.ema_decay > 0 else "raw (ema_decay 0)",
+            "generator": "raw" if raw else "EMA" if config.ema_decay > 0 else "raw (ema_decay 0)",
             "sample_seed": seed,
             "seed_index": seed_index,
             "jaxgan_version": jaxgan.__version__,
@@ -991,6 +995,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed_index", type=int, default=0, help="which seed of a num_seeds run (default 0)"
     )
+    parser.add_argument(
+        "--raw", action="store_true",
+        help=f"G's own parameters, not their EMA; writes {RAW_EVAL_FILE} instead of {EVAL_FILE}",
+    )  # fmt: skip
     parser.add_argument("--idx_dir", default=None, help="IDX folder (default: the run's)")
     parser.add_argument("--no_parzen", action="store_true", help="skip the Parzen estimate")
     parser.add_argument("--cache_dir", default=None, help="classifier cache folder")
@@ -1008,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
             num_samples=args.num_samples,
             seed=args.seed,
             seed_index=args.seed_index,
+            raw=args.raw,
             idx_dir=args.idx_dir,
             parzen=not args.no_parzen,
             cache_dir=args.cache_dir,
@@ -1016,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
     except (EvaluationError, checkpointing.RunError, data_lib.DataError) as e:
         print(f"jaxgan.evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    path = os.path.join(args.workdir, EVAL_FILE)
+    path = os.path.join(args.workdir, RAW_EVAL_FILE if args.raw else EVAL_FILE)
     checkpointing.write_json_atomic(path, _json_ready(record))
     summary = ", ".join(f"{k} {v:.4g}" for k, v in record["metrics"].items())
     print(f"Step {record['step']}: {summary}. Wrote {path}.")

@@ -430,6 +430,7 @@ def test_cli_end_to_end_on_a_tiny_grid25_run(tmp_path):
             "--config.log_every=10",
             "--config.eval_every=10",
             "--config.ckpt_every=10",
+            "--config.ema_decay=0.99",
         ]
     )
     assert train.returncode == 0, train.stderr
@@ -449,6 +450,13 @@ def test_cli_end_to_end_on_a_tiny_grid25_run(tmp_path):
     assert again.returncode == 0, again.stderr
     record10 = json.loads((workdir / "eval.json").read_text())
     assert record10["step"] == 10 and (workdir / "eval.json").read_bytes() != first
+    # --raw: G's own parameters, in a file of its own; eval.json is left as it was.
+    ema_record = (workdir / "eval.json").read_bytes()
+    raw = _run([*args, "--raw"])
+    assert raw.returncode == 0, raw.stderr
+    raw_record = json.loads((workdir / "eval_raw.json").read_text())
+    assert raw_record["protocol"]["generator"] == "raw" and raw_record["step"] == 20
+    assert (workdir / "eval.json").read_bytes() == ema_record
     assert not [n for n in os.listdir(workdir) if n.endswith(".tmp")]
 
 
