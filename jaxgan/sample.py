@@ -74,13 +74,19 @@ def sample_run(
     z = gan.models.sample_latent(jax.random.key(seed, impl="threefry2x32"), num)
     from jaxgan.trainer import compute_dtype
 
+    model_state = state.g_model_state
+    if ema and config.ema_decay > 0:  # BatchNorm statistics of the EMA parameters themselves
+        standing = jax.jit(steps.make_standing_stats_fn(gan, compute_dtype(config)))
+        noise = steps.standing_stats_noise(gan, config.batch_size)
+        model_state = standing(params, model_state, noise)
+
     generate = jax.jit(steps.make_generate_fn(gan, compute_dtype(config)))
     chunks = []
     for start in range(0, num, CHUNK):
         chunk = z[start : start + CHUNK]
         if chunk.shape[0] < CHUNK:  # pad: one compiled shape, identical results per sample
             chunk = np.concatenate([chunk, np.zeros((CHUNK - len(chunk), z.shape[1]), z.dtype)])
-        chunks.append(np.asarray(generate(params, state.g_model_state, chunk)))
+        chunks.append(np.asarray(generate(params, model_state, chunk)))
     samples = np.concatenate(chunks)[:num] if chunks else np.zeros((0, *gan.models.data_shape))
     return samples.astype(np.float32), restored_step, gan.models, dataset_info
 

@@ -20,7 +20,17 @@ import optax
 from jaxgan import losses as losses_lib
 from jaxgan.state import GAN, GANState
 
-__all__ = ["apply_model", "make_generate_fn", "make_sample_fn", "make_train_step", "step_keys"]
+__all__ = [
+    "STANDING_STATS_BATCHES",
+    "STANDING_STATS_SEED",
+    "apply_model",
+    "make_generate_fn",
+    "make_sample_fn",
+    "make_standing_stats_fn",
+    "make_train_step",
+    "standing_stats_noise",
+    "step_keys",
+]
 
 Metrics = dict[str, jax.Array]
 
@@ -332,3 +342,65 @@ def make_sample_fn(
         return generate(g_params, g_model_state, gan.models.sample_latent(key, num))
 
     return sample
+
+
+STANDING_STATS_SEED = 0
+"""Seed of the fixed noise from which evaluation recomputes the EMA generator's statistics."""
+
+STANDING_STATS_BATCHES = 16
+"""Noise batches (of the training batch size) for the EMA generator's statistics."""
+
+
+def make_standing_stats_fn(
+    gan: GAN, compute_dtype: Any = None
+) -> Callable[[Any, Any, jax.Array], Any]:
+    """Builds ``standing(g_params, g_model_state, z_batches) -> g_model_state`` for G's EMA.
+
+    G's BatchNorm running statistics are averages of what G's *training* parameters
+    produced; the EMA of those parameters produces other activations, so sampling the
+    EMA generator with them mixes two networks (measured: FID 157 against 91 for the raw
+    G on MNIST after 2,000 DCGAN steps). This recomputes the statistics for the given
+    parameters ("standing statistics"): for noise ``z_batches`` of shape
+    ``[num_batches, B, latent_dim]`` (B the training batch, so that each batch's
+    statistics are those a training step sees), the mean over batches of each
+    BatchNorm layer's per-batch mean and variance.
+
+    It works for any Flax ``BatchNorm`` without knowing its momentum m: a train-mode
+    pass from zeroed statistics returns ``(1 - m) · b`` for batch statistics ``b``, and
+    one from statistics of one returns ``m + (1 - m) · b``; their difference is ``m``.
+    A generator without BatchNorm gets its (empty) state back unchanged.
+    """
+
+    def after_one_pass(g_params, g_model_state, z, fill):
+        start = jax.tree.map(lambda x: jnp.full_like(x, fill), g_model_state)
+        return apply_model(
+            gan.models.generator, g_params, start, z, train=True, compute_dtype=compute_dtype
+        )[1]
+
+    def standing(g_params, g_model_state, z_batches):
+        if not jax.tree.leaves(g_model_state):
+            return g_model_state
+        probe = z_batches[0, :2]
+        from_zero = after_one_pass(g_params, g_model_state, probe, 0.0)
+        from_one = after_one_pass(g_params, g_model_state, probe, 1.0)
+        one_minus_m = jax.tree.map(lambda a, b: 1.0 - (b - a), from_zero, from_one)
+
+        def add_batch(total, z):
+            scaled = after_one_pass(g_params, g_model_state, z, 0.0)  # (1 - m) · b
+            return jax.tree.map(jnp.add, total, scaled), None
+
+        zero = jax.tree.map(jnp.zeros_like, g_model_state)
+        total, _ = jax.lax.scan(add_batch, zero, z_batches)
+        num = z_batches.shape[0]
+        return jax.tree.map(
+            lambda t, s, old: (t / (s * num)).astype(old.dtype), total, one_minus_m, g_model_state
+        )
+
+    return standing
+
+
+def standing_stats_noise(gan: GAN, batch_size: int, num_batches: int = STANDING_STATS_BATCHES):
+    """The fixed noise ``[num_batches, batch_size, latent_dim]`` that evaluation uses."""
+    key = jax.random.key(STANDING_STATS_SEED, impl="threefry2x32")
+    z = gan.models.sample_latent(key, num_batches * batch_size)
+    return z.reshape(num_batches, batch_size, *z.shape[1:])

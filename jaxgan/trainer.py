@@ -388,6 +388,18 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
 
     sample_fn = steps.make_sample_fn(gan, compute_dtype(config))
     eval_key = make_keys(seed)["eval"]  # the same fixed noise for every seed
+    standing_fn = steps.make_standing_stats_fn(gan, compute_dtype(config))
+    standing_noise = steps.standing_stats_noise(gan, config.batch_size)
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def ema_model_state(state):
+        """BatchNorm statistics for the EMA generator (see make_standing_stats_fn)."""
+        if config.ema_decay == 0:  # the "EMA" is G itself: its running statistics fit
+            return state.g_model_state
+        return over_seeds(lambda p, m, _: standing_fn(p, m, standing_noise), in_axes=(0, 0))(
+            state.g_ema_params, state.g_model_state
+        )
+
     sample = jax.jit(
         lambda params, model_state, num: over_seeds(
             lambda p, m, _: sample_fn(p, m, eval_key, num), in_axes=(0, 0)
@@ -417,13 +429,13 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
             params, model_state
         )
 
-    def image_metrics(state) -> dict[str, Any]:
+    def image_metrics(state, model_state) -> dict[str, Any]:
         chunk = 500
 
         def samples_of_seed(i):
             def draw_samples(num):
                 parts = [
-                    np.asarray(sample_chunk(state.g_ema_params, state.g_model_state, c, chunk))
+                    np.asarray(sample_chunk(state.g_ema_params, model_state, c, chunk))
                     for c in range(-(-num // chunk))
                 ]
                 parts = [p[None] if num_seeds == 1 else p for p in parts]
@@ -441,12 +453,13 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
 
     def evaluate_now(state, step: int) -> dict[str, Any]:
         num = config.num_eval_samples if dataset.kind == "mixture" else NUM_GRID_SAMPLES
-        xs = np.asarray(sample(state.g_ema_params, state.g_model_state, num))
+        model_state = ema_model_state(state)
+        xs = np.asarray(sample(state.g_ema_params, model_state, num))
         xs = xs[None] if num_seeds == 1 else xs  # [seeds, num, ...]
         per_seed = [evaluate_samples(x, step) for x in xs]
         out = _summarize({name: np.array([r[name] for r in per_seed]) for name in per_seed[0]})
         if image_evaluator is not None:
-            out.update(image_metrics(state))
+            out.update(image_metrics(state, model_state))
         out["alarm_mode_collapse"] = int(any(r["alarm_mode_collapse"] for r in per_seed))
         x = xs[0]
         path = os.path.join(workdir, f"samples_{step:07d}.png")

@@ -377,3 +377,57 @@ def test_reused_noise_runs_g_forward_once():
         # TinyG's first Dense maps the (16, 3) latents to 8 units: its forward matmuls.
         forwards[fresh] = _count_dots(jaxpr, (16, 3), (3, 8))
     assert forwards == {False: 1, True: 2}, forwards
+
+
+# ---------------------------------------------------------------- standing statistics
+def _gan_with_bn(name="toy2d", shape=(2,)):
+    config = ml_collections.ConfigDict(
+        {
+            "model": {"name": name},
+            "pack": 1,
+            "g_lr": 1e-4,
+            "d_lr": 1e-4,
+            "optimizer": {"name": "adam", "b1": 0.5, "b2": 0.999, "eps": 1e-8},
+        }
+    )
+    gan = state_lib.build_gan(config, shape)
+    return gan, state_lib.create_state(gan, jax.random.key(0))
+
+
+@pytest.mark.parametrize(("name", "shape"), [("toy2d", (2,)), ("dcgan28", (28, 28, 1))])
+def test_standing_stats_of_one_batch_make_eval_mode_equal_train_mode(name, shape):
+    gan, state = _gan_with_bn(name, shape)
+    # Parameters unlike those that made the running statistics (as an EMA is).
+    params = jax.tree.map(lambda p: p * 1.5 + 0.01, state.g_params)
+    z = gan.models.sample_latent(jax.random.key(1), 32)
+    standing = jax.jit(steps.make_standing_stats_fn(gan))(params, state.g_model_state, z[None])
+    generate = steps.make_generate_fn(gan)
+    train_mode, _ = steps.apply_model(
+        gan.models.generator, params, state.g_model_state, z, train=True
+    )
+    np.testing.assert_allclose(generate(params, standing, z), train_mode, rtol=2e-3, atol=2e-4)
+    # ... which the old running statistics do not give.
+    assert not np.allclose(generate(params, state.g_model_state, z), train_mode, atol=1e-2)
+
+
+def test_standing_stats_average_the_batches():
+    gan, state = _gan_with_bn()
+    standing = jax.jit(steps.make_standing_stats_fn(gan))
+    z = steps.standing_stats_noise(gan, batch_size=16, num_batches=3)
+    assert z.shape == (3, 16, gan.models.latent_dim)
+    together = standing(state.g_params, state.g_model_state, z)
+    apart = [standing(state.g_params, state.g_model_state, z[i : i + 1]) for i in range(3)]
+    mean = jax.tree.map(lambda *xs: sum(xs) / 3, *apart)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), together, mean
+    )
+    # The fixed noise is a function of its sizes alone.
+    np.testing.assert_array_equal(z, steps.standing_stats_noise(gan, 16, 3))
+
+
+def test_standing_stats_leave_a_generator_without_batchnorm_alone():
+    gan, state = _gan_with_bn("mlp", (28, 28, 1))
+    z = gan.models.sample_latent(jax.random.key(1), 8)[None]
+    assert steps.make_standing_stats_fn(gan)(state.g_params, state.g_model_state, z) == (
+        state.g_model_state
+    )
