@@ -919,6 +919,7 @@ def evaluate_run(
     from jaxgan import data as data_lib
     from jaxgan import models as models_lib
     from jaxgan.sample import sample_run
+    from jaxgan.state import pack_of
 
     config_path = os.path.join(workdir, checkpointing.CONFIG_FILE)
     if not os.path.exists(config_path):
@@ -931,7 +932,7 @@ def evaluate_run(
         info = saved["dataset"]
         shape = tuple(info["shape"])
         output_range = models_lib.build_models(
-            config.model.name, data_shape=shape, pack=config.get("pack", 1)
+            config.model.name, data_shape=shape, pack=pack_of(config)
         ).output_range
     except (OSError, ValueError, KeyError, AttributeError) as e:
         raise EvaluationError(f"{config_path} is unreadable or incomplete ({e}).") from e

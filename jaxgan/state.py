@@ -100,6 +100,11 @@ def make_optimizer(opt_config: Any, learning_rate: float) -> optax.GradientTrans
     raise ValueError(f"Unknown optimizer {name!r}; choose 'adam' or 'sgd'.")
 
 
+def pack_of(config: Any) -> int:
+    """The PacGAN packing degree: ``pack`` (``model.pack`` in older run folders)."""
+    return int(config.get("pack", None) or config.model.get("pack", 1))
+
+
 def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
     """Builds the networks and optimizers named by a config.
 
@@ -114,7 +119,7 @@ def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
     models = models_lib.build_models(
         config.model.name,
         data_shape=tuple(data_shape),
-        pack=int(config.get("pack", 1)),
+        pack=pack_of(config),
     )
     return GAN(
         models=models,

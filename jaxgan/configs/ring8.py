@@ -1,9 +1,10 @@
 """PacGAN's ring of 8 Gaussians (σ 0.01 on the unit circle) with the toy2d networks.
 
 Command:   python train.py --config=jaxgan/configs/ring8.py --workdir=runs/ring8
-Run time:  about 3 minutes on a 2-core CPU.
-Expected:  modes captured / % high quality / reverse KL beside PacGAN Table 1
-           (GAN 6.3 / 98.2 % / 0.45; PacGAN2 7.9 / 95.6 % / 0.07).
+Run time:  under a minute on a 2-core CPU (5,000 steps, one seed).
+Expected:  modes captured / % high quality / reverse KL beside PacGAN Table 1. Measured with
+           10 seeds (docs/RESULTS.md): 8.0 ± 0.0 modes, 78.6 ± 3.7 % high quality, KL 0.05.
+The recipe is grid25's (docs/RESULTS.md) over 5,000 steps.
 """
 
 from jaxgan.configs import grid25
@@ -12,4 +13,8 @@ from jaxgan.configs import grid25
 def get_config():
     config = grid25.get_config()
     config.data.name = "ring8"
+    config.num_steps = 5_000
+    config.optimizer.lr_decay = 0.99954  # 0.99954 ** 5_000 ≈ 0.1
+    config.eval_every = 1_000
+    config.ckpt_every = 1_000
     return config
