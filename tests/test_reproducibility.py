@@ -338,7 +338,8 @@ def test_d_saturation_alarm_fires(tmp_path):
     # trained against a frozen G (g_lr ~ 0) becomes right on every real and fake sample.
     ring8 = os.path.join(ROOT, "jaxgan", "configs", "ring8.py")
     args = [f"--config={ring8}", "--config.loss=minimax", "--config.g_lr=1e-12",
-            "--config.d_lr=1e-2",
+            "--config.d_lr=1e-2", "--config.r1_gamma=0", "--config.optimizer.lr_decay=1",
+            "--config.pack=1",
             "--config.num_steps=300", "--config.log_every=1", "--config.eval_every=300",
             "--config.ckpt_every=300", "--config.num_eval_samples=100",
             f"--workdir={tmp_path}/w"]  # fmt: skip
