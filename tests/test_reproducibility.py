@@ -242,8 +242,9 @@ def test_sigterm_to_one_of_two_processes(tmp_path):
     assert_same_run(fresh_dir, workdir)
 
 
-def test_four_devices_match_one_device(tmp_path):
-    args = [*BASE, "--config.num_steps=3", "--config.eval_every=3", "--config.ckpt_every=3"]
+def test_four_devices_match_one_device(tmp_path, pacgan_recipe):
+    args = [*BASE, *pacgan_recipe, "--config.num_steps=3", "--config.eval_every=3"]
+    args.append("--config.ckpt_every=3")
     one = run([*args, f"--workdir={tmp_path}/one"], cwd=tmp_path)
     assert one.returncode == 0, one.stderr
     env4 = {**env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -333,13 +334,12 @@ def test_injected_nan_is_skipped_then_stops_and_no_checkpoint_holds_it(tmp_path,
 # ------------------------------------------------------------------ 7. health alarms
 
 
-def test_d_saturation_alarm_fires(tmp_path):
+def test_d_saturation_alarm_fires(tmp_path, pacgan_recipe):
     # ring8 has no mode at the origin where the untrained G puts everything, so a D
     # trained against a frozen G (g_lr ~ 0) becomes right on every real and fake sample.
     ring8 = os.path.join(ROOT, "jaxgan", "configs", "ring8.py")
-    args = [f"--config={ring8}", "--config.loss=minimax", "--config.g_lr=1e-12",
-            "--config.d_lr=1e-2", "--config.r1_gamma=0", "--config.optimizer.lr_decay=1",
-            "--config.pack=1",
+    args = [f"--config={ring8}", *pacgan_recipe, "--config.loss=minimax",
+            "--config.g_lr=1e-12", "--config.d_lr=1e-2",
             "--config.num_steps=300", "--config.log_every=1", "--config.eval_every=300",
             "--config.ckpt_every=300", "--config.num_eval_samples=100",
             f"--workdir={tmp_path}/w"]  # fmt: skip

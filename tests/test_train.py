@@ -217,8 +217,8 @@ def test_several_seeds_train_together(tmp_path):
     assert not np.allclose(outs[0], outs[1])
 
 
-def test_bfloat16_trains_the_toy_and_stays_finite(tmp_path):
-    args = ["--config.compute_dtype=bfloat16", "--config.num_steps=1000",
+def test_bfloat16_trains_the_toy_and_stays_finite(tmp_path, pacgan_recipe):
+    args = [*pacgan_recipe, "--config.compute_dtype=bfloat16", "--config.num_steps=1000",
             "--config.log_every=250", "--config.eval_every=250", "--config.ckpt_every=1000",
             "--config.num_eval_samples=500", f"--workdir={tmp_path}/w"]  # fmt: skip
     proc = run(args, cwd=tmp_path)
