@@ -75,10 +75,12 @@ def sample_run(
     from jaxgan.trainer import compute_dtype
 
     model_state = state.g_model_state
-    if ema and config.ema_decay > 0:  # BatchNorm statistics of the EMA parameters themselves
-        standing = jax.jit(steps.make_standing_stats_fn(gan, compute_dtype(config)))
-        noise = steps.standing_stats_noise(gan, config.batch_size)
-        model_state = standing(params, model_state, noise)
+    if ema:  # BatchNorm statistics of the EMA parameters themselves
+        ema_state_fn = steps.make_ema_model_state_fn(
+            gan, ema_decay=config.ema_decay, batch_size=config.batch_size,
+            compute_dtype=compute_dtype(config),
+        )  # fmt: skip
+        model_state = jax.jit(ema_state_fn)(params, model_state)
 
     generate = jax.jit(steps.make_generate_fn(gan, compute_dtype(config)))
     chunks = []

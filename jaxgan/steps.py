@@ -24,6 +24,7 @@ __all__ = [
     "STANDING_STATS_BATCHES",
     "STANDING_STATS_SEED",
     "apply_model",
+    "make_ema_model_state_fn",
     "make_generate_fn",
     "make_sample_fn",
     "make_standing_stats_fn",
@@ -397,6 +398,22 @@ def make_standing_stats_fn(
         )
 
     return standing
+
+
+def make_ema_model_state_fn(
+    gan: GAN, *, ema_decay: float, batch_size: int, compute_dtype: Any = None
+) -> Callable[[Any, Any], Any]:
+    """Builds ``(g_ema_params, g_model_state) -> the model state to sample the EMA with``.
+
+    Standing statistics (:func:`make_standing_stats_fn`) on the fixed noise of
+    :func:`standing_stats_noise`; with ``ema_decay`` 0 the "EMA" is G itself, whose
+    running statistics fit, and they come back unchanged.
+    """
+    if ema_decay == 0:
+        return lambda g_ema_params, g_model_state: g_model_state
+    standing = make_standing_stats_fn(gan, compute_dtype)
+    noise = standing_stats_noise(gan, batch_size)
+    return lambda g_ema_params, g_model_state: standing(g_ema_params, g_model_state, noise)
 
 
 def standing_stats_noise(gan: GAN, batch_size: int, num_batches: int = STANDING_STATS_BATCHES):

@@ -388,15 +388,15 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
 
     sample_fn = steps.make_sample_fn(gan, compute_dtype(config))
     eval_key = make_keys(seed)["eval"]  # the same fixed noise for every seed
-    standing_fn = steps.make_standing_stats_fn(gan, compute_dtype(config))
-    standing_noise = steps.standing_stats_noise(gan, config.batch_size)
+    ema_state_fn = steps.make_ema_model_state_fn(
+        gan, ema_decay=config.ema_decay, batch_size=config.batch_size,
+        compute_dtype=compute_dtype(config),
+    )  # fmt: skip
 
     @functools.partial(jax.jit, out_shardings=replicated)
     def ema_model_state(state):
         """BatchNorm statistics for the EMA generator (see make_standing_stats_fn)."""
-        if config.ema_decay == 0:  # the "EMA" is G itself: its running statistics fit
-            return state.g_model_state
-        return over_seeds(lambda p, m, _: standing_fn(p, m, standing_noise), in_axes=(0, 0))(
+        return over_seeds(lambda p, m, _: ema_state_fn(p, m), in_axes=(0, 0))(
             state.g_ema_params, state.g_model_state
         )
 
