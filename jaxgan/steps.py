@@ -83,6 +83,18 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+# What a train step updates, and a skipped one keeps.
+_UPDATED_FIELDS = (
+    "g_params",
+    "g_opt_state",
+    "g_ema_params",
+    "g_model_state",
+    "d_params",
+    "d_opt_state",
+    "d_model_state",
+)
+
+
 def make_train_step(
     gan: GAN,
     *,
@@ -114,9 +126,12 @@ def make_train_step(
       gp_weight: weight λ of the WGAN-GP penalty (0: off).
       r1_gamma: γ of the R1 penalty, added as ``γ/2 · mean(R1)`` (0: off).
       r2_gamma: γ of the R2 penalty, likewise (0: off).
-      skip_nonfinite: if a loss, gradient or new parameter is not finite, keep the
-        old parameters and optimizer states of both networks (the step counter and
-        ``state.skipped`` still advance).
+      skip_nonfinite: if a loss, a gradient or a BatchNorm statistic of either network
+        is not finite, keep the old parameters, optimizer states, EMA and BatchNorm
+        statistics of both networks (the step counter and ``state.skipped`` still
+        advance). The test comes before G's optimizer update, so an update that itself
+        overflows from finite gradients is not caught there; the next step's losses are
+        then non-finite and it is skipped.
       scan_d_steps: run the k D updates as a ``lax.scan`` (compile time independent
         of k) instead of unrolling them (the default: XLA:CPU runs convolution
         gradients inside a loop 10-40x slower). Same arithmetic either way.
@@ -269,31 +284,37 @@ def make_train_step(
             (g_loss, d_ms), fake_grad = jax.value_and_grad(loss_of_fake, has_aux=True)(fake)
             (g_grads,) = g_vjp(fake_grad)
             g_ms = g_model_state
-        g_updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-        g_params = optax.apply_updates(state.g_params, g_updates)
-        g_ema_params = optax.incremental_update(g_params, state.g_ema_params, 1.0 - ema_decay)
+        # Decided before G's optimizer update, from the losses, gradients and BatchNorm
+        # statistics, so that the update runs inside the `lax.cond` and is simply not run
+        # when skipped. Deciding after it from the new parameters and selecting element by
+        # element wrote every buffer twice: half of mlp's step (docs/BENCHMARKS.md).
+        finite = d_finite & _all_finite(g_grads) & jnp.isfinite(g_loss) & _all_finite((g_ms, d_ms))
 
-        new = state.replace(
-            step=state.step + 1,
-            g_params=g_params,
-            d_params=d_params,
-            g_model_state=g_ms,
-            d_model_state=d_ms,
-            g_opt_state=g_opt_state,
-            d_opt_state=d_opt_state,
-            g_ema_params=g_ema_params,
-        )
-        finite = (
-            d_finite
-            & _all_finite(g_grads)
-            & jnp.isfinite(g_loss)
-            & _all_finite((g_params, d_params, g_ms, d_ms))
-        )
+        def updated(_):
+            g_updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+            g_params = optax.apply_updates(state.g_params, g_updates)
+            return {
+                "g_params": g_params,
+                "g_opt_state": g_opt_state,
+                "g_ema_params": optax.incremental_update(
+                    g_params, state.g_ema_params, 1.0 - ema_decay
+                ),
+                "g_model_state": g_ms,
+                "d_params": d_params,
+                "d_opt_state": d_opt_state,
+                "d_model_state": d_ms,
+            }
+
+        def unchanged(_):
+            return {name: getattr(state, name) for name in _UPDATED_FIELDS}
+
         if skip_nonfinite:
-            keep = jax.tree.map(lambda new_x, old_x: jnp.where(finite, new_x, old_x), new, state)
-            new = keep.replace(step=state.step + 1)
+            new = state.replace(**jax.lax.cond(finite, updated, unchanged, None))
+        else:
+            new = state.replace(**updated(None))
         skipped_now = jnp.logical_not(finite).astype(jnp.int32)
         new = new.replace(
+            step=state.step + 1,
             skipped=state.skipped + skipped_now,
             skip_streak=(state.skip_streak + 1) * skipped_now,
         )

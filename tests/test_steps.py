@@ -205,13 +205,35 @@ def test_nonfinite_update_is_skipped_jointly():
     bad = real_batches(1).at[0, 0, 0].set(jnp.nan)
     new, metrics = step(st, bad, jax.random.key(0))
     assert float(metrics["finite"]) == 0.0 and int(new.skipped) == 1 and int(new.skip_streak) == 1
-    for name in ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_ema_params"):
+    kept = ("g_params", "d_params", "g_opt_state", "d_opt_state", "g_ema_params")
+    kept += ("g_model_state", "d_model_state")  # G's BatchNorm statistics too
+    assert jax.tree.leaves(st.g_model_state)
+    for name in kept:
         jax.tree.map(np.testing.assert_array_equal, getattr(new, name), getattr(st, name))
     assert int(new.step) == 1
     new, _ = step(new, bad, jax.random.key(0))
     assert int(new.skip_streak) == 2
     new, _ = step(new, real_batches(1), jax.random.key(0))
     assert int(new.skipped) == 2 and int(new.skip_streak) == 0
+    assert not np.array_equal(new.g_params["Dense_0"]["kernel"], st.g_params["Dense_0"]["kernel"])
+
+
+@pytest.mark.parametrize("fresh_g_noise", [True, False])
+def test_guard_leaves_finite_steps_unchanged(fresh_g_noise):
+    # The guard decides before G's optimizer update and runs it inside a lax.cond; a
+    # finite step must be the unguarded one (jitted, as train.py runs it). XLA may fuse
+    # the update differently inside the cond: equal to float rounding, not bit for bit.
+    gan = tiny_gan(optax.adam(1e-3), optax.adam(1e-3))
+    st = state_lib.create_state(gan, jax.random.key(0))
+    outs = []
+    for skip in (True, False):
+        step = jax.jit(steps.make_train_step(gan, fresh_g_noise=fresh_g_noise, skip_nonfinite=skip))
+        s = st
+        for i in range(3):
+            s, metrics = step(s, real_batches(1, seed=i), jax.random.key(1))
+        assert float(metrics["finite"]) == 1.0
+        outs.append(s)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9), *outs)
 
 
 def test_wrong_number_of_minibatches_raises():
