@@ -10,12 +10,18 @@ host blocks once at the end.
 Prints one JSON line per run::
 
     python -m jaxgan.bench --model=dcgan28 --batch=64 [--steps=20] [--fresh_g_noise]
+                           [--steps_per_dispatch=N]
 
-Fields: ``model``, ``batch``, ``steps``, ``fresh_g_noise``, ``img_per_s`` (full iterations),
-``step_ms``, ``compile_s``, ``flops_per_iter`` (XLA's cost analysis of the compiled step),
-``gflops_per_s``, ``peak_gflops_per_s`` (a jitted 2048^3 fp32 matmul measured in the same
-process, best of a measurement before and one after the timed steps),
-``fraction_of_peak``, the versions and ``XLA_FLAGS``. See ``docs/BENCHMARKS.md``.
+With ``--steps_per_dispatch=N`` each jitted call runs N iterations as a ``lax.scan``
+over the same step (the fused steps of ``config.steps_per_dispatch`` in ``train.py``).
+
+Fields: ``model``, ``batch``, ``steps``, ``steps_per_dispatch``, ``fresh_g_noise``,
+``img_per_s`` (full iterations), ``step_ms``, ``compile_s``, ``flops_per_iter`` (XLA's cost
+analysis of one compiled step), ``gflops_per_s``, ``peak_gflops_per_s`` (a jitted fp32
+matmul, 2048^3 on CPU and 8192^3 on an accelerator, measured in the same process, best of a
+measurement before and one after the timed steps; at JAX's default matmul precision, which
+on recent NVIDIA GPUs may mean TF32), ``fraction_of_peak``, the backend, device, versions
+and ``XLA_FLAGS``. See ``docs/BENCHMARKS.md``.
 
 This module reads the clock; it is a tool, not part of the library's pure layers.
 """
@@ -78,8 +84,14 @@ def build_bench_gan(model: str, conv: str = "fast") -> state_lib.GAN:
     )
 
 
-def measure_matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+def default_peak_size() -> int:
+    """Matmul size for the peak: 2048 fills a CPU; an accelerator needs 8192."""
+    return 2048 if jax.default_backend() == "cpu" else 8192
+
+
+def measure_matmul_peak(size: int | None = None, repeats: int = 5) -> float:
     """Measured fp32 FLOP/s of a jitted ``size x size`` matmul (best of ``repeats``)."""
+    size = size or default_peak_size()
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
     matmul = jax.jit(lambda a, b: a @ b)
@@ -109,10 +121,15 @@ def run(
     conv: str = "fast",
     peak_flops: float | None = None,
     seed: int = 0,
+    steps_per_dispatch: int = 1,
 ) -> dict:
     """Times ``steps`` iterations of jaxgan's train step; returns the JSON record."""
-    if batch < 1 or steps < 1 or warmup < 0:
-        raise ValueError("batch and steps must be >= 1 and warmup >= 0")
+    if batch < 1 or steps < 1 or warmup < 0 or steps_per_dispatch < 1:
+        raise ValueError("batch, steps and steps_per_dispatch must be >= 1 and warmup >= 0")
+    if steps % steps_per_dispatch:
+        raise ValueError(
+            f"steps ({steps}) must be a multiple of steps_per_dispatch ({steps_per_dispatch})"
+        )
     gan = build_bench_gan(model, conv)
     key = jax.random.key(seed)
     state = state_lib.create_state(gan, key)
@@ -122,21 +139,32 @@ def run(
     train_step = steps_lib.make_train_step(
         gan, loss="non_saturating", d_steps=1, fresh_g_noise=fresh_g_noise
     )
-    jitted = jax.jit(train_step, donate_argnums=0)
+
+    def fused(state, real, key):  # steps_per_dispatch iterations; metrics of the last
+        state, metrics = jax.lax.scan(
+            lambda s, _: train_step(s, real, key), state, length=steps_per_dispatch
+        )
+        return state, jax.tree.map(lambda x: x[-1], metrics)
+
+    one_step = jax.jit(train_step, donate_argnums=0)
+    jitted = one_step if steps_per_dispatch == 1 else jax.jit(fused, donate_argnums=0)
 
     t0 = time.perf_counter()
     lowered = jitted.lower(state, real, train_key)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
-    # XLA's count on the compiled (optimised) step; the lowered one as a fallback.
-    flops = _flops(compiled) or _flops(lowered)
+    # XLA's count on one compiled (optimised) step; the lowered one as a fallback. (A
+    # scan's cost analysis would count its body once, not steps_per_dispatch times.)
+    single = lowered if steps_per_dispatch == 1 else one_step.lower(state, real, train_key)
+    flops = _flops(compiled if steps_per_dispatch == 1 else single.compile()) or _flops(single)
 
+    dispatches = steps // steps_per_dispatch
     metrics = None
-    for _ in range(warmup):
+    for _ in range(-(-warmup // steps_per_dispatch)):
         state, metrics = compiled(state, real, train_key)
     jax.block_until_ready((state, metrics))
     t0 = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(dispatches):
         state, metrics = compiled(state, real, train_key)
     jax.block_until_ready((state, metrics))
     step_s = (time.perf_counter() - t0) / steps
@@ -151,6 +179,7 @@ def run(
         "model": model,
         "batch": batch,
         "steps": steps,
+        "steps_per_dispatch": steps_per_dispatch,
         "fresh_g_noise": fresh_g_noise,
         "conv": conv if model != "mlp" else None,
         "img_per_s": round(batch / step_s, 2),
@@ -159,6 +188,8 @@ def run(
         "flops_per_iter": flops,
         "gflops_per_s": round(gflops_per_s, 2),
         "peak_gflops_per_s": round(peak_flops / 1e9, 2),
+        "peak_matmul_size": default_peak_size(),
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
         "fraction_of_peak": round(gflops_per_s * 1e9 / peak_flops, 4),
         "d_loss": float(metrics["d_loss"]),
         "g_loss": float(metrics["g_loss"]),
@@ -191,6 +222,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--conv", choices=("fast", "lax"), default="fast", help="DCGAN convolution formulation"
     )
+    parser.add_argument(
+        "--steps_per_dispatch",
+        "--steps-per-dispatch",
+        type=int,
+        default=1,
+        help="iterations per jitted call, as a lax.scan (must divide --steps)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -209,6 +247,7 @@ def main(argv=None) -> int:
                 conv=args.conv,
                 peak_flops=peak,
                 seed=args.seed,
+                steps_per_dispatch=args.steps_per_dispatch,
             )
             print(json.dumps(record), flush=True)
     except ValueError as err:

@@ -67,3 +67,16 @@ def test_build_bench_gan_turns_mlp_dropout_off():
     assert bench.build_bench_gan("dcgan28", conv="lax").generator.conv == "lax"
     with pytest.raises(ValueError, match="toy2d"):
         bench.build_bench_gan("toy2d")
+
+
+def test_fused_dispatch_runs_the_same_iterations():
+    # steps_per_dispatch=2 runs the same two iterations as a lax.scan: same losses (to
+    # float rounding), and the FLOP count is that of one step, not of the scan's body once.
+    one = bench.run("mlp", 4, steps=2, warmup=0, peak_flops=1e9, steps_per_dispatch=1)
+    two = bench.run("mlp", 4, steps=2, warmup=0, peak_flops=1e9, steps_per_dispatch=2)
+    assert (one["steps_per_dispatch"], two["steps_per_dispatch"]) == (1, 2)
+    assert two["flops_per_iter"] == one["flops_per_iter"]
+    for name in ("d_loss", "g_loss"):
+        assert two[name] == pytest.approx(one[name], rel=1e-5)
+    with pytest.raises(ValueError, match="multiple of steps_per_dispatch"):
+        bench.run("mlp", 4, steps=3, warmup=0, peak_flops=1e9, steps_per_dispatch=2)
