@@ -616,6 +616,16 @@ def _should_stop(stop: _SignalFlag, step: int, multi_process: bool) -> bool:
     return stop.signum is not None
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
 class Saver:
     """Saves checkpoints asynchronously and reports each only once it is on disk."""
 
@@ -643,6 +653,14 @@ class Saver:
         if step in (self.confirmed, self.pending):
             return
         self.wait()  # the previous save must have succeeded before we claim a new one
+        if not bool(_all_finite(state)):
+            # The train step skips updates whose losses, gradients or BatchNorm statistics
+            # are not finite; an update that overflows by itself is caught here.
+            raise TrainingError(
+                f"The training state at step {step} is not finite (a parameter or optimizer "
+                f"state overflowed), so it was not saved. The newest complete checkpoint is "
+                f"{self.describe()}. Try lower learning rates."
+            )
         try:
             self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
         except Exception as e:

@@ -331,6 +331,32 @@ def test_injected_nan_is_skipped_then_stops_and_no_checkpoint_holds_it(tmp_path,
         assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree)), step
 
 
+def test_overflowed_state_is_never_saved(tmp_path, monkeypatch):
+    # The step skips updates whose losses, gradients or BatchNorm statistics are not
+    # finite; a parameter that overflows from finite gradients is caught at the save.
+    real_factory = steps.make_train_step
+
+    def overflow_at_step_5(gan, **kwargs):
+        train_step = real_factory(gan, **kwargs)
+
+        def overflowing(state, real_batches, key):
+            new, metrics = train_step(state, real_batches, key)
+            inf = jax.numpy.where(new.step >= 5, jax.numpy.inf, 0.0)
+            return new.replace(g_params=jax.tree.map(lambda p: p + inf, new.g_params)), metrics
+
+        return overflowing
+
+    monkeypatch.setattr(steps, "make_train_step", overflow_at_step_5)
+    with pytest.raises(trainer.TrainingError, match="state at step 5 is not finite") as info:
+        trainer.train_and_evaluate(_tiny_config(50), str(tmp_path / "w"), log=lambda *_: None)
+    assert "newest complete checkpoint is step 4" in str(info.value)
+    assert complete_steps(tmp_path / "w")[-1] == 4
+    for step in complete_steps(tmp_path / "w"):
+        path = tmp_path / "w" / "checkpoints" / str(step) / "default"
+        tree = ocp.StandardCheckpointer().restore(path)
+        assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree)), step
+
+
 # ------------------------------------------------------------------ 7. health alarms
 
 
