@@ -23,6 +23,7 @@ from jaxgan.state import GAN, GANState
 __all__ = [
     "STANDING_STATS_BATCHES",
     "STANDING_STATS_SEED",
+    "all_finite",
     "apply_model",
     "make_ema_model_state_fn",
     "make_generate_fn",
@@ -78,8 +79,13 @@ def step_keys(key: jax.Array, step: jax.Array, d_steps: int) -> tuple[jax.Array,
     return keys[:d_steps], keys[d_steps]
 
 
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+def all_finite(tree) -> jax.Array:
+    """True if every floating-point leaf of ``tree`` is finite (integer leaves are)."""
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
@@ -200,7 +206,7 @@ def make_train_step(
             "d_acc_real": jnp.mean((real_logits > 0).astype(jnp.float32)),
             "d_acc_fake": jnp.mean((fake_logits < 0).astype(jnp.float32)),
             "d_grad_norm": optax.tree.norm(grads),
-            "d_finite": _all_finite(grads) & jnp.isfinite(d_loss + penalty),
+            "d_finite": all_finite(grads) & jnp.isfinite(d_loss + penalty),
         }
         return (d_params, d_model_state, d_opt_state), metrics
 
@@ -288,7 +294,7 @@ def make_train_step(
         # statistics, so that the update runs inside the `lax.cond` and is simply not run
         # when skipped. Deciding after it from the new parameters and selecting element by
         # element wrote every buffer twice: half of mlp's step (docs/BENCHMARKS.md).
-        finite = d_finite & _all_finite(g_grads) & jnp.isfinite(g_loss) & _all_finite((g_ms, d_ms))
+        finite = d_finite & all_finite(g_grads) & jnp.isfinite(g_loss) & all_finite((g_ms, d_ms))
 
         def updated(_):
             g_updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)

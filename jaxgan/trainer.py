@@ -616,14 +616,7 @@ def _should_stop(stop: _SignalFlag, step: int, multi_process: bool) -> bool:
     return stop.signum is not None
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-    leaves = [
-        jnp.all(jnp.isfinite(x))
-        for x in jax.tree.leaves(tree)
-        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-    ]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+_all_finite = jax.jit(steps.all_finite)
 
 
 class Saver:
