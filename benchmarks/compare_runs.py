@@ -2,32 +2,18 @@
 
     python benchmarks/compare_runs.py RUN_A RUN_B [--exact | --rtol=R --atol=A]
 
-Prints one JSON line (steps, number of leaves, the largest absolute and relative
-difference, and whether they pass) and exits 0 if they do, 1 if not. ``--exact``: bit for
-bit. Each checkpoint is restored onto this process's first device, whatever wrote it.
+Prints one JSON line (steps, number of leaves, the largest absolute difference, the
+largest difference over its tolerance ``atol + rtol * |b|``, and whether they pass) and
+exits 0 if they do, 1 if not. ``--exact``: bit for bit. Each checkpoint is restored onto
+this process's first device, whatever wrote it (`jaxgan.checkpointing.newest_arrays`).
 """
 
 import json
-import os
 import sys
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-
-def newest_state(workdir):
-    ckpt = os.path.join(workdir, "checkpoints")
-    step = max(int(s) for s in os.listdir(ckpt) if s.isdigit())
-    path = os.path.join(ckpt, str(step), "default")
-    checkpointer = ocp.StandardCheckpointer()
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-        checkpointer.metadata(path).item_metadata.tree,
-    )
-    leaves = jax.tree_util.tree_leaves_with_path(checkpointer.restore(path, target))
-    return step, {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
+from jaxgan.checkpointing import newest_arrays
 
 
 def main(argv):
@@ -35,7 +21,7 @@ def main(argv):
     exact = "--exact" in argv
     opts = dict(a.lstrip("-").split("=") for a in argv[2:] if "=" in a)
     rtol, atol = float(opts.get("rtol", 1e-4)), float(opts.get("atol", 1e-5))
-    (step_a, a), (step_b, b) = newest_state(a_dir), newest_state(b_dir)
+    (step_a, a), (step_b, b) = newest_arrays(a_dir), newest_arrays(b_dir)
     max_abs = worst = 0.0  # worst: max |a - b| / (atol + rtol |b|); <= 1 passes np.allclose
     unequal = []
     ok = step_a == step_b and a.keys() == b.keys()

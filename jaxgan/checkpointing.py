@@ -27,6 +27,7 @@ __all__ = [
     "RunError",
     "check_resumable",
     "flatten_config",
+    "newest_arrays",
     "open_manager",
     "read_json",
     "restore",
@@ -107,6 +108,25 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], workdir: str
             f"{', '.join(sorted(ALLOWED_TO_CHANGE))} may change on resume. Use a new --workdir, "
             "or rerun with the original settings. Nothing was changed."
         )
+
+
+def newest_arrays(workdir: str) -> tuple[int, dict[str, np.ndarray]]:
+    """``(step, {leaf path: array})``: every leaf of the run's newest checkpoint, as numpy.
+
+    Restored onto this process's first device, whatever topology wrote it, so that runs
+    on different devices (1 vs N, CPU vs GPU) can be compared leaf by leaf.
+    """
+    ckpt = os.path.join(workdir, CHECKPOINT_DIR)
+    step = max(int(s) for s in os.listdir(ckpt) if s.isdigit())
+    path = os.path.join(ckpt, str(step), "default")
+    checkpointer = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        checkpointer.metadata(path).item_metadata.tree,
+    )
+    leaves = jax.tree_util.tree_leaves_with_path(checkpointer.restore(path, target))
+    return step, {jax.tree_util.keystr(p): np.asarray(leaf) for p, leaf in leaves}
 
 
 def open_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.CheckpointManager:

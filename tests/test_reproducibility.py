@@ -50,21 +50,7 @@ def start(args, cwd):
     )  # fmt: skip
 
 
-def final_state(workdir):
-    """Every leaf of the newest checkpoint, as numpy arrays keyed by path."""
-    ckpt = os.path.join(workdir, "checkpoints")
-    step = max(int(s) for s in os.listdir(ckpt) if s.isdigit())
-    path = os.path.join(ckpt, str(step), "default")
-    checkpointer = ocp.StandardCheckpointer()
-    # Restore onto this process's first device, whatever topology wrote it.
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-        checkpointer.metadata(path).item_metadata.tree,
-    )
-    tree = checkpointer.restore(path, target)
-    leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return step, {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+final_state = checkpointing.newest_arrays  # every leaf of the newest checkpoint, as numpy
 
 
 def metrics(workdir):
