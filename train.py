@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
 
     import jax
 
-    from jaxgan import data, trainer
+    from jaxgan import errors, trainer
 
     fl = flags.FLAGS
     if fl.distributed or fl.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
@@ -75,17 +75,15 @@ def main(argv: list[str]) -> int:
 
     try:
         return trainer.train_and_evaluate(config, workdir)
-    except trainer.TrainingError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        # After a failed asynchronous save, orbax leaves non-daemon threads waiting for
-        # signals that never come, and a normal exit would hang on them. Everything of
-        # ours is closed by now (metrics flushed, no write pending), so leave at once.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-    except (trainer.RunError, data.DataError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 2
+    except errors.JaxganError as e:
+        status = errors.report("train.py", e)
+        if isinstance(e, errors.TrainingError):
+            # After a failed asynchronous save, orbax leaves non-daemon threads waiting for
+            # signals that never come, and a normal exit would hang on them. Everything of
+            # ours is closed by now (metrics flushed, no write pending), so leave at once.
+            sys.stdout.flush()
+            os._exit(status)
+        return status
 
 
 if __name__ == "__main__":

@@ -1,19 +1,15 @@
-"""The run folder on disk: config, checkpoints, and the checks that guard resuming.
+"""Checkpoints of the GANState with orbax: save (asynchronous, confirmed), restore, fallback.
 
-Layout of a run folder (``--workdir``)::
-
-    config.json          the resolved config of the run (written once, checked on resume)
-    run_info.json        reproducibility record: versions, devices, flags, seed, data hash
-    checkpoints/<step>/  orbax checkpoints of the GANState (atomic: temp folder + rename)
-    metrics.jsonl        one JSON object per logged step
-    events.out.tfevents* TensorBoard
-    samples_<step>.png   sample grids (images) or scatter plots (2-D data)
-    losses.png, d_outputs.png   curves over training, written at the end
+Checkpoints live in ``<workdir>/checkpoints/<step>/`` (orbax writes each through a
+temporary folder and a rename). :func:`restore` refuses a checkpoint of another model,
+falls back from an unreadable newest checkpoint to the one before and moves the
+unreadable one aside (to ``corrupt_checkpoints/``, never deleting it). :class:`Saver`
+saves asynchronously and reports a step as saved only once it is on disk, and never
+saves a non-finite state. The rest of the run folder is :mod:`jaxgan.run_folder`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Any
@@ -22,92 +18,21 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxgan import steps
+from jaxgan.errors import RunError, TrainingError
+
 __all__ = [
-    "ALLOWED_TO_CHANGE",
+    "CHECKPOINT_DIR",
+    "CORRUPT_DIR",
     "RunError",
-    "check_resumable",
-    "flatten_config",
+    "Saver",
     "newest_arrays",
     "open_manager",
-    "read_json",
     "restore",
 ]
 
-CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "corrupt_checkpoints"
-
-# Fields a resumed run may change: they do not enter the computation. Data paths may
-# change too, since the data itself is checked by fingerprint.
-ALLOWED_TO_CHANGE = frozenset(
-    {
-        "num_steps",
-        "log_every",
-        "eval_every",
-        "ckpt_every",
-        "keep_checkpoints",
-        "num_eval_samples",
-        "eval_metrics",
-        "eval_parzen",
-        "data.idx_dir",
-        "data.data_dir",
-    }
-)
-
-
-class RunError(Exception):
-    """A user-facing problem with a run folder; the message says what to do."""
-
-
-def read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Writes JSON through a temporary file and a rename: never a half-written file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"model.name": "toy2d", ...}`` from a ConfigDict or nested dict."""
-    items = config.items() if hasattr(config, "items") else vars(config).items()
-    flat = {}
-    for key, value in items:
-        if hasattr(value, "items"):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_resumable(saved: dict[str, Any], current: dict[str, Any], workdir: str) -> None:
-    """Refuses to resume when anything but the allowed fields changed.
-
-    Args:
-      saved: flattened config (plus ``data.fingerprint``) stored in the run folder.
-      current: the same for this invocation.
-      workdir: for the message.
-
-    Raises:
-      RunError: naming every changed field, with both values.
-    """
-    keys = (set(saved) | set(current)) - ALLOWED_TO_CHANGE
-    changed = sorted(k for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>"))
-    if changed:
-        diffs = "; ".join(
-            f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}" for k in changed
-        )
-        raise RunError(
-            f"{workdir} holds a run with a different config ({diffs}). Only "
-            f"{', '.join(sorted(ALLOWED_TO_CHANGE))} may change on resume. Use a new --workdir, "
-            "or rerun with the original settings. Nothing was changed."
-        )
 
 
 def newest_arrays(workdir: str) -> tuple[int, dict[str, np.ndarray]]:
@@ -263,3 +188,60 @@ def _first_difference(stored: dict, expected: dict) -> str:
                 return f"the checkpoint has {where}, which this model lacks"
             return f"{where} is {got[0]} {got[1]} in the checkpoint but {want[0]} {want[1]} here"
     return "same arrays"
+
+
+_all_finite = jax.jit(steps.all_finite)
+
+
+class Saver:
+    """Saves checkpoints asynchronously and reports each only once it is on disk.
+
+    Args:
+      manager: the run's checkpoint manager (:func:`open_manager`).
+      step: the step of the checkpoint the run resumed from (None for a new run): the
+        newest step known to be completely written.
+    """
+
+    def __init__(self, manager: ocp.CheckpointManager, step: int | None):
+        self.manager = manager
+        self.confirmed = step  # newest step known to be completely written
+        self.pending: int | None = None
+
+    def describe(self) -> str:
+        """The newest complete checkpoint, in words."""
+        return "none written yet" if self.confirmed is None else f"step {self.confirmed}"
+
+    def wait(self) -> None:
+        """Waits for the pending save; raises TrainingError if it failed."""
+        if self.pending is None:
+            return
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise TrainingError(
+                f"Writing the checkpoint at step {self.pending} failed: {e}. The newest complete "
+                f"checkpoint is {self.describe()}."
+            ) from e
+        self.confirmed, self.pending = self.pending, None
+
+    def save(self, state: Any, step: int) -> None:
+        """Starts saving ``state`` as ``step`` (once the previous save has succeeded)."""
+        if step in (self.confirmed, self.pending):
+            return
+        self.wait()  # the previous save must have succeeded before we claim a new one
+        if not bool(_all_finite(state)):
+            # The train step skips updates whose losses, gradients or BatchNorm statistics
+            # are not finite; an update that overflows by itself is caught here.
+            raise TrainingError(
+                f"The training state at step {step} is not finite (a parameter or optimizer "
+                f"state overflowed), so it was not saved. The newest complete checkpoint is "
+                f"{self.describe()}. Try lower learning rates."
+            )
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        except Exception as e:
+            raise TrainingError(
+                f"Saving the checkpoint at step {step} failed: {e}. The newest complete "
+                f"checkpoint is {self.describe()}."
+            ) from e
+        self.pending = step

@@ -1,7 +1,7 @@
 """A small MNIST-family classifier that jaxgan trains itself, for feature-based metrics.
 
 Inception weights cannot be downloaded here, so FID, KID and the classifier score of
-MNIST-family data use the features of this network instead (DESIGN.md §6). It is
+MNIST-family data use the features of this network instead (docs/EVALUATION.md). It is
 trained deterministically from a seed on the train split, and pinned by the sha256 of
 its serialized parameters (:func:`params_hash`): two evaluations are comparable when
 they name the same hash.
@@ -18,8 +18,8 @@ of MNIST digits.
 * :func:`get_classifier` loads the classifier of a dataset from the cache, or trains,
   tests and caches it (``$JAXGAN_CACHE/classifiers``, default
   ``~/.cache/jaxgan/classifiers``);
-* :func:`real_data_floor` measures each metric between the test split and an
-  equal-sized train subset: the value a perfect generator would get.
+* :func:`real_features` gives the features of the test split and of an equal-sized
+  train subset, from which :mod:`jaxgan.evaluators` measures the real-data floor.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jaxgan import data, files
+from jaxgan.state import prng_key
 
 __all__ = [
     "CLASSIFIER_VERSION",
@@ -54,7 +56,6 @@ __all__ = [
     "features_and_probs",
     "get_classifier",
     "params_hash",
-    "real_data_floor",
     "real_features",
     "recipe_hash",
     "train_classifier",
@@ -171,7 +172,7 @@ def train_classifier(
     start = time.perf_counter()
     device_images = jax.device_put(np.ascontiguousarray(images.reshape(-1, *IMAGE_SHAPE)))
     device_labels = jax.device_put(labels.astype(np.int32))
-    init_key, data_key = jax.random.split(jax.random.key(int(seed), impl="threefry2x32"))
+    init_key, data_key = jax.random.split(prng_key(int(seed)))
     params = _MODEL.init(init_key, jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))["params"]
     tx = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
     opt_state = tx.init(params)
@@ -315,22 +316,6 @@ def cache_path(cache_dir: str, dataset_name: str, seed: int, recipe: dict[str, A
     return os.path.join(cache_dir, f"{dataset_name}-{seed}-{recipe_hash(recipe)}.msgpack")
 
 
-def _write_atomic(path: str, payload: bytes) -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".msgpack")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _read_cached(path: str, recipe: dict[str, Any]) -> tuple[dict, dict] | None:
     """The cached (params, info), or None if absent, unreadable or not this recipe."""
     if not os.path.exists(path):
@@ -384,8 +369,6 @@ def get_classifier(
     Raises:
       jaxgan.data.DataError: the IDX files are missing or corrupt.
     """
-    from jaxgan import data  # the data layer, only needed here
-
     train = data.load_idx(idx_dir, name=dataset_name, split="train")
     recipe = _full_recipe(dataset_name, train.fingerprint, steps=steps)
     path = cache_path(cache_dir or default_cache_dir(), dataset_name, seed, recipe)
@@ -425,7 +408,7 @@ def get_classifier(
     }
     payload = flax.serialization.msgpack_serialize({"params": params, "info": json.dumps(info)})
     try:
-        _write_atomic(path, payload)
+        files.write_atomic(path, payload)
     except OSError as e:  # a read-only cache costs a retraining next time, not this evaluation
         if log is not None:
             log(f"warning: could not cache the classifier in {path}: {e}")
@@ -481,43 +464,3 @@ def real_features(
     test_f, test_p = features_and_probs(params, test_uint8.astype(np.float32) / 255.0)
     train_f, train_p = features_and_probs(params, train_uint8[index].astype(np.float32) / 255.0)
     return RealFeatures(test_f, test_p, train_f, train_p, index)
-
-
-def real_data_floor(
-    params: dict,
-    train_uint8: Any,
-    test_uint8: Any,
-    *,
-    num: int | None = None,
-    seed: int = 0,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 1000,
-) -> dict[str, float]:
-    """FID, KID and classifier score of real data: the floor beside a generator's values.
-
-    The train subset stands where generated samples would: ``fid`` and ``kid`` compare
-    its features with the test split's; ``classifier_score`` is its score.
-
-    Args:
-      params: classifier parameters.
-      train_uint8: uint8 train images.
-      test_uint8: uint8 test images.
-      num: size of the train subset (default: the size of the test split).
-      seed: seed of the subset and of KID's subsets.
-      kid_subsets: KID's number of subsets.
-      kid_subset_size: KID's subset size.
-
-    Returns:
-      ``{"fid", "kid", "kid_std", "classifier_score", "classifier_score_std"}``.
-    """
-    from jaxgan import evaluate  # the metric functions; evaluate imports this module
-
-    real = real_features(params, train_uint8, test_uint8, num=num, seed=seed)
-    return evaluate.feature_metrics(
-        real.train_features,
-        real.train_probs,
-        real.test_features,
-        seed=seed,
-        kid_subsets=kid_subsets,
-        kid_subset_size=kid_subset_size,
-    )

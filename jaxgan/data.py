@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.errors import DataError
+
 __all__ = [
     "IDX_FILES",
     "IDX_NAMES",
@@ -75,10 +77,6 @@ IDX_FILES = {
 _IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions.
 _IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension.
 _TFDS_CATALOG = "https://www.tensorflow.org/datasets/catalog/overview"
-
-
-class DataError(ValueError):
-    """A dataset could not be loaded; the message says what to do."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

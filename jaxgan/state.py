@@ -1,13 +1,19 @@
-"""GANState, optimizers and state creation.
+"""GANState, optimizers, the key and dtype rules, and state creation (for one seed or S).
 
 The state is one immutable pytree of arrays. Everything static (modules, optimizers,
 loss choice) lives in :class:`GAN` or is closed over by the step factory, never in
 the state, so the state can be checkpointed, donated, sharded and vmapped as is.
+
+Keys: every key of a run comes from :func:`prng_key` (an explicit ``threefry2x32``, so
+that no global default can change a run's random numbers), and the run's root keys from
+:func:`make_keys`. A run of ``num_seeds`` seeds holds their states stacked along a leading
+axis (:func:`make_init_fn`, :func:`seed_state`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -17,9 +23,46 @@ from flax import struct
 
 from jaxgan import models as models_lib
 
-__all__ = ["GAN", "GANState", "build_gan", "create_state", "make_optimizer"]
+__all__ = [
+    "COMPUTE_DTYPES",
+    "GAN",
+    "GANState",
+    "build_gan",
+    "compute_dtype",
+    "create_state",
+    "make_init_fn",
+    "make_keys",
+    "make_optimizer",
+    "pack_of",
+    "prng_key",
+    "seed_state",
+]
 
 PyTree = Any
+
+
+PRNG_IMPL = "threefry2x32"
+
+
+def prng_key(seed: int | jax.Array) -> jax.Array:
+    """``jax.random.key(seed)`` with the PRNG named (``threefry2x32``), so that a global
+    default (``jax_default_prng_impl``) cannot change a run's random numbers."""
+    return jax.random.key(seed, impl=PRNG_IMPL)
+
+
+def make_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
+    """The run's root keys, from the seed alone: ``init``, ``train``, ``data``, ``eval``."""
+    init, train, data, evaluation = jax.random.split(prng_key(seed), 4)
+    return {"init": init, "train": train, "data": data, "eval": evaluation}
+
+
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+"""``config.compute_dtype`` names and the networks' computation dtype (None: float32)."""
+
+
+def compute_dtype(config: Any):
+    """The networks' computation dtype of a config (None: float32 throughout)."""
+    return COMPUTE_DTYPES[config.get("compute_dtype", "float32")]
 
 
 class GANState(struct.PyTreeNode):
@@ -162,3 +205,28 @@ def create_state(gan: GAN, key: jax.Array) -> GANState:
         skipped=jnp.zeros((), jnp.int32),
         skip_streak=jnp.zeros((), jnp.int32),
     )
+
+
+def make_init_fn(gan: GAN, seed: int, num_seeds: int = 1) -> Callable[[], GANState]:
+    """``() -> GANState`` at step 0 for seed ``seed``, or for ``num_seeds`` seeds.
+
+    With ``num_seeds > 1`` the seeds ``seed, seed + 1, ...`` are initialised under
+    ``jax.vmap`` and every leaf has a leading seed axis of that size: the state the
+    trainer trains them with in one program, and its checkpoints hold.
+    """
+
+    def init_one(s):
+        return create_state(gan, make_keys(s)["init"])
+
+    if num_seeds == 1:
+        return lambda: init_one(seed)
+    return lambda: jax.vmap(init_one)(seed + jnp.arange(num_seeds))
+
+
+def seed_state(state: GANState, index: int, num_seeds: int) -> GANState:
+    """The state of seed ``index`` of a run of ``num_seeds`` seeds (the state itself for 1)."""
+    if not 0 <= index < num_seeds:
+        raise ValueError(f"seed index {index} is outside [0, {num_seeds})")
+    if num_seeds == 1:
+        return state
+    return jax.tree.map(lambda leaf: leaf[index], state)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgan import losses as losses_lib
-from jaxgan.state import GAN, GANState
+from jaxgan.state import GAN, GANState, prng_key
 
 __all__ = [
     "STANDING_STATS_BATCHES",
@@ -153,9 +153,83 @@ def make_train_step(
     if d_steps < 1:
         raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
     loss_pair = losses_lib.get_loss(loss)
-    models = gan.models
-    generator, discriminator = models.generator, models.discriminator
     run_model = functools.partial(apply_model, compute_dtype=compute_dtype)
+    d_updates = _make_d_updates(
+        gan, loss_pair, run_model, d_steps=d_steps, fresh_g_noise=fresh_g_noise,
+        scan_d_steps=scan_d_steps, gp_weight=gp_weight, r1_gamma=r1_gamma, r2_gamma=r2_gamma,
+    )  # fmt: skip
+    g_gradients = _make_g_gradients(gan, loss_pair, run_model, fresh_g_noise=fresh_g_noise)
+
+    def train_step(state: GANState, real_batches: jax.Array, key: jax.Array):
+        if real_batches.shape[0] != d_steps:
+            raise ValueError(
+                f"real_batches must have a leading axis of d_steps={d_steps} minibatches, "
+                f"got shape {real_batches.shape}."
+            )
+        d_keys, g_key = step_keys(key, state.step, d_steps)
+        # ---- k discriminator updates, G fixed.
+        d_state, g_model_state, d_metrics, d_finite, last_fake = d_updates(
+            state, real_batches, d_keys
+        )
+        d_params, d_model_state, d_opt_state = d_state
+        # ---- one generator update against the updated discriminator.
+        g_loss, g_grads, g_ms, d_ms = g_gradients(
+            state.g_params, g_model_state, d_params, d_model_state, g_key,
+            real_batches.shape[1], last_fake,
+        )  # fmt: skip
+        # Decided before G's optimizer update, from the losses, gradients and BatchNorm
+        # statistics, so that the update runs inside the `lax.cond` and is simply not run
+        # when skipped. Deciding after it from the new parameters and selecting element by
+        # element wrote every buffer twice: half of mlp's step (docs/BENCHMARKS.md).
+        finite = d_finite & all_finite(g_grads) & jnp.isfinite(g_loss) & all_finite((g_ms, d_ms))
+
+        def updated(_):
+            g_updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+            g_params = optax.apply_updates(state.g_params, g_updates)
+            return {
+                "g_params": g_params,
+                "g_opt_state": g_opt_state,
+                "g_ema_params": optax.incremental_update(
+                    g_params, state.g_ema_params, 1.0 - ema_decay
+                ),
+                "g_model_state": g_ms,
+                "d_params": d_params,
+                "d_opt_state": d_opt_state,
+                "d_model_state": d_ms,
+            }
+
+        def unchanged(_):
+            return {name: getattr(state, name) for name in _UPDATED_FIELDS}
+
+        if skip_nonfinite:
+            new = state.replace(**jax.lax.cond(finite, updated, unchanged, None))
+        else:
+            new = state.replace(**updated(None))
+        skipped_now = jnp.logical_not(finite).astype(jnp.int32)
+        new = new.replace(
+            step=state.step + 1,
+            skipped=state.skipped + skipped_now,
+            skip_streak=(state.skip_streak + 1) * skipped_now,
+        )
+        metrics = {
+            **d_metrics,
+            "g_loss": g_loss,
+            "g_grad_norm": optax.tree.norm(g_grads),
+            "g_param_norm": optax.tree.norm(new.g_params),
+            "d_param_norm": optax.tree.norm(new.d_params),
+            "finite": finite.astype(jnp.float32),
+            "skipped": new.skipped,
+            "skip_streak": new.skip_streak,
+        }
+        return new, metrics
+
+    return train_step
+
+
+def _make_d_update(gan: GAN, loss_pair, run_model, *, gp_weight, r1_gamma, r2_gamma):
+    """``d_update((d_params, d_model_state, d_opt_state), real, fake, keys) -> (carry,
+    metrics)``: one discriminator update on a real and a (detached) fake batch."""
+    discriminator = gan.discriminator
 
     def d_update(carry, real, fake, keys):
         d_params, d_model_state, d_opt_state = carry
@@ -210,25 +284,30 @@ def make_train_step(
         }
         return (d_params, d_model_state, d_opt_state), metrics
 
-    def train_step(state: GANState, real_batches: jax.Array, key: jax.Array):
-        if real_batches.shape[0] != d_steps:
-            raise ValueError(
-                f"real_batches must have a leading axis of d_steps={d_steps} minibatches, "
-                f"got shape {real_batches.shape}."
-            )
+    return d_update
+
+
+def _make_d_updates(
+    gan: GAN, loss_pair, run_model, *, d_steps, fresh_g_noise, scan_d_steps, **penalties
+):
+    """``d_updates(state, real_batches, d_keys) -> ((d_params, d_model_state, d_opt_state),
+    g_model_state, mean D metrics, all finite, (last fake, its G vjp) or None)``: the k
+    discriminator updates of one iteration, each on its own real batch and fresh noise."""
+    models = gan.models
+    d_update = _make_d_update(gan, loss_pair, run_model, **penalties)
+
+    def d_updates(state: GANState, real_batches: jax.Array, d_keys: jax.Array):
         batch_size = real_batches.shape[1]
-        d_keys, g_key = step_keys(key, state.step, d_steps)
 
         def g_forward(g_params, g_model_state, z):
-            return run_model(generator, g_params, g_model_state, z, train=True)
+            return run_model(models.generator, g_params, g_model_state, z, train=True)
 
-        # ---- k discriminator updates, G fixed.
         def one_d_update(carry, real, d_key, keep_vjp=False):
             d_carry, g_model_state = carry
             z_key, drop_real, drop_fake, gp_key = jax.random.split(d_key, 4)
             z = models.sample_latent(z_key, batch_size)
             g_vjp = None
-            if keep_vjp:  # the one G forward whose fake also serves the G update below
+            if keep_vjp:  # the one G forward whose fake also serves the G update
                 fake, g_vjp, g_model_state = jax.vjp(
                     lambda p: g_forward(p, g_model_state, z), state.g_params, has_aux=True
                 )
@@ -255,88 +334,54 @@ def make_train_step(
             for i in range(looped):
                 carry, metrics, _, _ = one_d_update(carry, real_batches[i], d_keys[i])
                 per_update.append(metrics)
+        last_fake = None
         if not fresh_g_noise:
             carry, metrics, fake, g_vjp = one_d_update(
                 carry, real_batches[-1], d_keys[-1], keep_vjp=True
             )
             per_update.append(metrics)
-        (d_params, d_model_state, d_opt_state), g_model_state = carry
+            last_fake = (fake, g_vjp)
+        d_state, g_model_state = carry
         d_metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_update)
         d_finite = jnp.all(d_metrics.pop("d_finite"))
-        d_metrics = jax.tree.map(jnp.mean, d_metrics)
+        return d_state, g_model_state, jax.tree.map(jnp.mean, d_metrics), d_finite, last_fake
 
-        # ---- one generator update against the updated discriminator.
+    return d_updates
+
+
+def _make_g_gradients(gan: GAN, loss_pair, run_model, *, fresh_g_noise):
+    """``g_gradients(g_params, g_model_state, d_params, d_model_state, g_key, batch_size,
+    last_fake) -> (g_loss, g_grads, g_model_state, d_model_state)`` against the updated D:
+    through a fresh G forward, or back through the last D update's (``last_fake``)."""
+    models = gan.models
+
+    def g_gradients(g_params, g_model_state, d_params, d_model_state, g_key, batch_size, last):
         z_key, drop_key = jax.random.split(g_key)
 
         def loss_of_fake(fake):
             fake_logits, d_ms = run_model(
-                discriminator, d_params, d_model_state, fake, train=True, dropout_key=drop_key
-            )
+                models.discriminator, d_params, d_model_state, fake, train=True,
+                dropout_key=drop_key,
+            )  # fmt: skip
             return jnp.mean(loss_pair.generator(fake_logits)), d_ms
 
         if fresh_g_noise:
             z = models.sample_latent(z_key, batch_size)
 
             def g_loss_fn(g_params):
-                fake, g_ms = g_forward(g_params, g_model_state, z)
+                fake, g_ms = run_model(models.generator, g_params, g_model_state, z, train=True)
                 g_loss, d_ms = loss_of_fake(fake)
                 return g_loss, (g_ms, d_ms)
 
-            (g_loss, (g_ms, d_ms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-                state.g_params
-            )
-        else:
-            # Back-propagate d g_loss / d fake through the G forward of the last D update.
-            (g_loss, d_ms), fake_grad = jax.value_and_grad(loss_of_fake, has_aux=True)(fake)
-            (g_grads,) = g_vjp(fake_grad)
-            g_ms = g_model_state
-        # Decided before G's optimizer update, from the losses, gradients and BatchNorm
-        # statistics, so that the update runs inside the `lax.cond` and is simply not run
-        # when skipped. Deciding after it from the new parameters and selecting element by
-        # element wrote every buffer twice: half of mlp's step (docs/BENCHMARKS.md).
-        finite = d_finite & all_finite(g_grads) & jnp.isfinite(g_loss) & all_finite((g_ms, d_ms))
+            (g_loss, (g_ms, d_ms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
+            return g_loss, g_grads, g_ms, d_ms
+        # Back-propagate d g_loss / d fake through the G forward of the last D update.
+        fake, g_vjp = last
+        (g_loss, d_ms), fake_grad = jax.value_and_grad(loss_of_fake, has_aux=True)(fake)
+        (g_grads,) = g_vjp(fake_grad)
+        return g_loss, g_grads, g_model_state, d_ms
 
-        def updated(_):
-            g_updates, g_opt_state = gan.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-            g_params = optax.apply_updates(state.g_params, g_updates)
-            return {
-                "g_params": g_params,
-                "g_opt_state": g_opt_state,
-                "g_ema_params": optax.incremental_update(
-                    g_params, state.g_ema_params, 1.0 - ema_decay
-                ),
-                "g_model_state": g_ms,
-                "d_params": d_params,
-                "d_opt_state": d_opt_state,
-                "d_model_state": d_ms,
-            }
-
-        def unchanged(_):
-            return {name: getattr(state, name) for name in _UPDATED_FIELDS}
-
-        if skip_nonfinite:
-            new = state.replace(**jax.lax.cond(finite, updated, unchanged, None))
-        else:
-            new = state.replace(**updated(None))
-        skipped_now = jnp.logical_not(finite).astype(jnp.int32)
-        new = new.replace(
-            step=state.step + 1,
-            skipped=state.skipped + skipped_now,
-            skip_streak=(state.skip_streak + 1) * skipped_now,
-        )
-        metrics = {
-            **d_metrics,
-            "g_loss": g_loss,
-            "g_grad_norm": optax.tree.norm(g_grads),
-            "g_param_norm": optax.tree.norm(new.g_params),
-            "d_param_norm": optax.tree.norm(new.d_params),
-            "finite": finite.astype(jnp.float32),
-            "skipped": new.skipped,
-            "skip_streak": new.skip_streak,
-        }
-        return new, metrics
-
-    return train_step
+    return g_gradients
 
 
 def make_generate_fn(
@@ -445,6 +490,6 @@ def make_ema_model_state_fn(
 
 def standing_stats_noise(gan: GAN, batch_size: int, num_batches: int = STANDING_STATS_BATCHES):
     """The fixed noise ``[num_batches, batch_size, latent_dim]`` that evaluation uses."""
-    key = jax.random.key(STANDING_STATS_SEED, impl="threefry2x32")
+    key = prng_key(STANDING_STATS_SEED)
     z = gan.models.sample_latent(key, num_batches * batch_size)
     return z.reshape(num_batches, batch_size, *z.shape[1:])

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgan import classifier, data
+from jaxgan import classifier, data, evaluators
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +103,12 @@ def test_default_cache_dir_follows_jaxgan_cache(monkeypatch, tmp_path):
 def test_real_data_floor_is_small(mnist_subset):
     images, labels = mnist_subset
     params, _ = classifier.train_classifier(images, labels, seed=0, steps=100)
-    floor = classifier.real_data_floor(
+    floor = evaluators.real_data_floor(
         params, images[:1000], images[1000:1500], kid_subsets=10, kid_subset_size=200
     )
     assert set(floor) == {"fid", "kid", "kid_std", "classifier_score", "classifier_score_std"}
     noise = np.random.default_rng(0).integers(0, 256, size=(500, 28, 28), dtype=np.uint8)
-    noisy = classifier.real_data_floor(
+    noisy = evaluators.real_data_floor(
         params, noise, images[1000:1500], kid_subsets=10, kid_subset_size=200
     )
     assert floor["fid"] < 0.2 * noisy["fid"] and floor["kid"] < 0.1 * noisy["kid"]

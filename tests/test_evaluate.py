@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from jaxgan import classifier, data, evaluate
+from jaxgan import classifier, data, evaluate, evaluators, metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,20 +22,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_samples_at_the_modes_cover_all_25_with_no_kl():
     means = data.mixture("grid25").arrays["means"]
-    result = evaluate.mode_coverage(np.repeat(means, 100, axis=0), means, 0.05)
+    result = metrics.mode_coverage(np.repeat(means, 100, axis=0), means, 0.05)
     assert result == {"modes": 25.0, "high_quality": 1.0, "reverse_kl": 0.0}
 
 
 def test_samples_at_one_mode_cover_one():
     means = data.mixture("grid25").arrays["means"]
-    result = evaluate.mode_coverage(np.repeat(means[:1], 50, axis=0), means, 0.05)
+    result = metrics.mode_coverage(np.repeat(means[:1], 50, axis=0), means, 0.05)
     assert result["modes"] == 1.0 and result["high_quality"] == 1.0
     assert result["reverse_kl"] == pytest.approx(math.log(25))
 
 
 def test_samples_far_from_every_mode_are_not_high_quality():
     means = data.mixture("ring8").arrays["means"]
-    result = evaluate.mode_coverage(np.full((10, 2), 5.0), means, 0.01)
+    result = metrics.mode_coverage(np.full((10, 2), 5.0), means, 0.01)
     assert result["modes"] == 0.0 and result["high_quality"] == 0.0
     assert result["reverse_kl"] == math.inf
 
@@ -47,7 +47,7 @@ def test_samples_far_from_every_mode_are_not_high_quality():
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():
     f = np.random.default_rng(0).normal(size=(1000, 16))
-    assert evaluate.frechet_distance_from_features(f, f) == pytest.approx(0.0, abs=1e-8)
+    assert metrics.frechet_distance_from_features(f, f) == pytest.approx(0.0, abs=1e-8)
 
 
 def test_frechet_distance_of_diagonal_gaussians_matches_the_closed_form():
@@ -55,7 +55,7 @@ def test_frechet_distance_of_diagonal_gaussians_matches_the_closed_form():
     mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
     var1, var2 = rng.uniform(0.1, 3.0, size=5), rng.uniform(0.1, 3.0, size=5)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum(var1 + var2 - 2.0 * np.sqrt(var1 * var2))
-    got = evaluate.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2))
+    got = metrics.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2))
     assert got == pytest.approx(expected, rel=1e-10)
 
 
@@ -66,7 +66,7 @@ def test_frechet_distance_matches_scipy_sqrtm_on_full_covariances():
     mu1, mu2 = rng.normal(size=8), rng.normal(size=8)
     covmean = np.real(scipy.linalg.sqrtm(s1 @ s2))
     expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
-    assert evaluate.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
 
 
 def test_frechet_distance_is_finite_on_singular_covariances():
@@ -74,14 +74,14 @@ def test_frechet_distance_is_finite_on_singular_covariances():
     f1 = np.zeros((50, 10))
     f1[:, :2] = rng.normal(size=(50, 2))  # rank 2 of 10
     f2 = f1 + 1.0
-    assert evaluate.frechet_distance_from_features(f1, f2) == pytest.approx(10.0, rel=1e-6)
+    assert metrics.frechet_distance_from_features(f1, f2) == pytest.approx(10.0, rel=1e-6)
 
 
 def test_frechet_distance_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="covariances"):
-        evaluate.frechet_distance(np.zeros(2), np.eye(3), np.zeros(2), np.eye(2))
+        metrics.frechet_distance(np.zeros(2), np.eye(3), np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match="widths"):
-        evaluate.frechet_distance_from_features(np.zeros((5, 2)), np.zeros((5, 3)))
+        metrics.frechet_distance_from_features(np.zeros((5, 2)), np.zeros((5, 3)))
 
 
 # ----------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def test_kid_with_whole_sets_equals_the_double_sums():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(12, 3)), rng.normal(0.5, 1.0, size=(12, 3))
     # subset_size = N: every subset is the whole set, permuted; MMD² ignores the order.
-    kid, std = evaluate.kernel_inception_distance(x, y, num_subsets=3, subset_size=12)
+    kid, std = metrics.kernel_inception_distance(x, y, num_subsets=3, subset_size=12)
     assert kid == pytest.approx(_mmd2_unbiased_by_loops(x, y), rel=1e-10)
     assert std == pytest.approx(0.0, abs=1e-10)
 
@@ -111,18 +111,18 @@ def test_kid_with_whole_sets_equals_the_double_sums():
 def test_kid_is_about_zero_for_one_distribution_and_positive_for_shifted_sets():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(2000, 8)), rng.normal(size=(2000, 8))
-    same, same_std = evaluate.kernel_inception_distance(x, y, num_subsets=20, subset_size=500)
-    shifted, _ = evaluate.kernel_inception_distance(x, y + 0.5, num_subsets=20, subset_size=500)
+    same, same_std = metrics.kernel_inception_distance(x, y, num_subsets=20, subset_size=500)
+    shifted, _ = metrics.kernel_inception_distance(x, y + 0.5, num_subsets=20, subset_size=500)
     assert abs(same) < 3 * same_std / math.sqrt(20) + 1e-3
     assert shifted > 0.05 and shifted > 20 * abs(same)
 
 
 def test_kid_of_identical_sets_is_about_zero_and_seeded():
     f = np.random.default_rng(2).normal(size=(1000, 8))
-    kid, _ = evaluate.kernel_inception_distance(f, f, num_subsets=10, subset_size=1000)
+    kid, _ = metrics.kernel_inception_distance(f, f, num_subsets=10, subset_size=1000)
     assert abs(kid) < 0.02  # the only bias: shared points, O(k(x, x) / m)
-    a = evaluate.kernel_inception_distance(f, f + 0.1, num_subsets=4, subset_size=100, seed=5)
-    b = evaluate.kernel_inception_distance(f, f + 0.1, num_subsets=4, subset_size=100, seed=5)
+    a = metrics.kernel_inception_distance(f, f + 0.1, num_subsets=4, subset_size=100, seed=5)
+    b = metrics.kernel_inception_distance(f, f + 0.1, num_subsets=4, subset_size=100, seed=5)
     assert a == b
 
 
@@ -133,21 +133,21 @@ def test_kid_of_identical_sets_is_about_zero_and_seeded():
 
 def test_classifier_score_of_confident_uniform_classes_is_the_number_of_classes():
     probs = np.tile(np.eye(10), (30, 1))
-    assert evaluate.classifier_score(probs) == pytest.approx((10.0, 0.0))
-    mean, std = evaluate.classifier_score(probs, splits=3)
+    assert metrics.classifier_score(probs) == pytest.approx((10.0, 0.0))
+    mean, std = metrics.classifier_score(probs, splits=3)
     assert mean == pytest.approx(10.0) and std == pytest.approx(0.0, abs=1e-12)
 
 
 def test_classifier_score_of_constant_predictions_is_one():
     probs = np.tile([0.1, 0.6, 0.3], (40, 1))
-    assert evaluate.classifier_score(probs)[0] == pytest.approx(1.0)
-    assert evaluate.classifier_score(np.tile(np.eye(3)[1], (40, 1)))[0] == pytest.approx(1.0)
+    assert metrics.classifier_score(probs)[0] == pytest.approx(1.0)
+    assert metrics.classifier_score(np.tile(np.eye(3)[1], (40, 1)))[0] == pytest.approx(1.0)
 
 
 def test_classifier_score_of_confident_skewed_classes_is_exp_entropy():
     probs = np.concatenate([np.tile(np.eye(2)[0], (30, 1)), np.tile(np.eye(2)[1], (10, 1))])
     p = np.array([0.75, 0.25])
-    assert evaluate.classifier_score(probs)[0] == pytest.approx(math.exp(-np.sum(p * np.log(p))))
+    assert metrics.classifier_score(probs)[0] == pytest.approx(math.exp(-np.sum(p * np.log(p))))
 
 
 # ----------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_parzen_of_one_sample_is_the_gaussian_density():
     expected = -np.sum((test - centre) ** 2, axis=1) / (2 * sigma**2) - d * np.log(
         sigma * np.sqrt(2 * np.pi)
     )
-    got = evaluate.parzen_log_likelihood(centre, test, sigma)
+    got = metrics.parzen_log_likelihood(centre, test, sigma)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
@@ -180,7 +180,7 @@ def test_parzen_of_far_apart_samples_at_themselves_is_analytic():
     # Each test point is one of N samples, all others far away: log p = -log N - d log(σ√2π).
     d, num, sigma = 4, 6, 0.1
     samples = 100.0 * np.arange(num)[:, None] * np.ones((1, d))
-    got = evaluate.parzen_log_likelihood(samples, samples, sigma, chunk=4)
+    got = metrics.parzen_log_likelihood(samples, samples, sigma, chunk=4)
     expected = -math.log(num) - d * math.log(sigma * math.sqrt(2 * math.pi))
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
@@ -192,25 +192,25 @@ def test_parzen_matches_the_reference_formula_on_pixels(chunk):
     test = rng.uniform(size=(17, 784)).astype(np.float32)
     for sigma in (0.1, 0.3, 1.0):
         expected = _parzen_float64(samples.astype(np.float64), test.astype(np.float64), sigma)
-        got = evaluate.parzen_log_likelihood(samples, test, sigma, chunk=chunk)
+        got = metrics.parzen_log_likelihood(samples, test, sigma, chunk=chunk)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
 
 
 def test_parzen_select_sigma_maximises_the_validation_likelihood():
     rng = np.random.default_rng(2)
     samples, validation = rng.normal(0.5, 0.2, size=(2, 300, 20))
-    sigma, means = evaluate.parzen_select_sigma(samples, validation, chunk=64)
-    expected = [_parzen_float64(samples, validation, s).mean() for s in evaluate.PARZEN_SIGMAS]
+    sigma, means = metrics.parzen_select_sigma(samples, validation, chunk=64)
+    expected = [_parzen_float64(samples, validation, s).mean() for s in metrics.PARZEN_SIGMAS]
     np.testing.assert_allclose(means, expected, rtol=1e-5)
-    assert sigma == evaluate.PARZEN_SIGMAS[int(np.argmax(expected))]
-    assert len(evaluate.PARZEN_SIGMAS) == 10
-    assert evaluate.PARZEN_SIGMAS[0] == pytest.approx(0.1)
-    assert evaluate.PARZEN_SIGMAS[-1] == pytest.approx(1.0)
+    assert sigma == metrics.PARZEN_SIGMAS[int(np.argmax(expected))]
+    assert len(metrics.PARZEN_SIGMAS) == 10
+    assert metrics.PARZEN_SIGMAS[0] == pytest.approx(0.1)
+    assert metrics.PARZEN_SIGMAS[-1] == pytest.approx(1.0)
 
 
 def test_mean_and_standard_error():
     values = np.arange(10.0)
-    mean, se = evaluate.mean_and_standard_error(values)
+    mean, se = metrics.mean_and_standard_error(values)
     assert mean == 4.5 and se == pytest.approx(values.std() / math.sqrt(10))
 
 
@@ -221,11 +221,11 @@ def test_mean_and_standard_error():
 
 def test_every_triple_once_gives_1000_modes_and_no_kl():
     triples = np.array([(a, b, c) for a in range(10) for b in range(10) for c in range(10)])
-    assert evaluate.stacked_mnist_modes(triples) == {"modes": 1000.0, "kl": 0.0}
+    assert metrics.stacked_mnist_modes(triples) == {"modes": 1000.0, "kl": 0.0}
 
 
 def test_one_triple_gives_one_mode_and_kl_log_1000():
-    result = evaluate.stacked_mnist_modes(np.tile([3, 1, 4], (26, 1)))
+    result = metrics.stacked_mnist_modes(np.tile([3, 1, 4], (26, 1)))
     assert result["modes"] == 1.0 and result["kl"] == pytest.approx(math.log(1000))
 
 
@@ -233,14 +233,14 @@ def test_two_triples_in_ratio_3_to_1():
     labels = np.array([[0, 1, 2]] * 3 + [[9, 9, 9]])
     p = np.array([0.75, 0.25])
     expected = float(np.sum(p * np.log(p * 1000)))
-    assert evaluate.stacked_mnist_modes(labels) == {"modes": 2.0, "kl": pytest.approx(expected)}
+    assert metrics.stacked_mnist_modes(labels) == {"modes": 2.0, "kl": pytest.approx(expected)}
 
 
 def test_stacked_mnist_modes_rejects_bad_labels():
     with pytest.raises(ValueError):
-        evaluate.stacked_mnist_modes(np.array([[0, 1, 10]]))
+        metrics.stacked_mnist_modes(np.array([[0, 1, 10]]))
     with pytest.raises(ValueError):
-        evaluate.stacked_mnist_modes(np.zeros((4, 3)))  # floats
+        metrics.stacked_mnist_modes(np.zeros((4, 3)))  # floats
 
 
 # ----------------------------------------------------------------------------
@@ -250,8 +250,9 @@ def test_stacked_mnist_modes_rejects_bad_labels():
 
 def test_mixture_evaluator_reports_mode_coverage():
     dataset = data.mixture("grid25")
-    config = types.SimpleNamespace(num_eval_samples=250, data=types.SimpleNamespace(idx_dir=""))
-    evaluator = evaluate.make_evaluator(config, dataset, output_range=(-math.inf, math.inf))
+    evaluator = evaluators.make_evaluator(
+        dataset, output_range=(-math.inf, math.inf), num_samples=250
+    )
     assert evaluator.num_samples == 250 and evaluator.floor == {}
     means = dataset.arrays["means"]
     metrics = evaluator(lambda n: np.resize(means, (n, 2)))
@@ -260,9 +261,8 @@ def test_mixture_evaluator_reports_mode_coverage():
 
 def test_image_evaluator_needs_real_data():
     dataset = data.Dataset(name="mnist", kind="images", shape=(28, 28, 1), arrays={})
-    config = types.SimpleNamespace(data=types.SimpleNamespace(idx_dir=""))
-    with pytest.raises(evaluate.EvaluationError, match="idx_dir"):
-        evaluate.make_evaluator(config, dataset, output_range=(-1.0, 1.0))
+    with pytest.raises(evaluators.EvaluationError, match="idx_dir"):
+        evaluators.make_evaluator(dataset, output_range=(-1.0, 1.0), idx_dir="")
 
 
 @pytest.fixture(scope="module")
@@ -281,11 +281,10 @@ def short_classifier():
 
 def test_mnist_evaluator_on_real_images_is_near_its_floor(mnist_idx_dir, short_classifier):
     dataset = data.load_idx(mnist_idx_dir)
-    config = types.SimpleNamespace(data=types.SimpleNamespace(idx_dir=mnist_idx_dir))
-    evaluator = evaluate.make_evaluator(
-        config,
+    evaluator = evaluators.make_evaluator(
         dataset,
         output_range=(-1.0, 1.0),
+        idx_dir=mnist_idx_dir,
         num_samples=2000,
         kid_subsets=10,
         classifier=short_classifier,
@@ -314,9 +313,12 @@ def test_mnist_evaluator_on_real_images_is_near_its_floor(mnist_idx_dir, short_c
 
 def test_stacked_mnist_evaluator_counts_modes_of_real_images(mnist_idx_dir, short_classifier):
     dataset = data.Dataset(name="stacked_mnist", kind="images", shape=(28, 28, 3), arrays={})
-    config = types.SimpleNamespace(data=types.SimpleNamespace(idx_dir=mnist_idx_dir))
-    evaluator = evaluate.make_evaluator(
-        config, dataset, output_range=(-1.0, 1.0), num_samples=3000, classifier=short_classifier
+    evaluator = evaluators.make_evaluator(
+        dataset,
+        output_range=(-1.0, 1.0),
+        idx_dir=mnist_idx_dir,
+        num_samples=3000,
+        classifier=short_classifier,
     )
     assert evaluator.floor["modes"] > 900 and evaluator.floor["channel_accuracy"] > 0.9
     real = data.stacked_mnist(mnist_idx_dir, split="train", num_examples=3000, seed=1)
@@ -461,34 +463,65 @@ def test_cli_end_to_end_on_a_tiny_grid25_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_end_to_end_on_a_tiny_mnist_run(tmp_path, mnist_idx_dir, monkeypatch, capsys):
+def test_trainer_and_cli_score_the_same_samples_on_2d_data(tmp_path):
+    """The trainer's final eval_* metrics and jaxgan.evaluate's, from the same checkpoint."""
     workdir = tmp_path / "run"
     train = _run(
         [
             os.path.join(ROOT, "train.py"),
-            f"--config={os.path.join(ROOT, 'jaxgan', 'configs', 'mnist_dcgan.py')}",
             f"--workdir={workdir}",
-            f"--config.data.idx_dir={mnist_idx_dir}",
-            "--config.num_steps=2",
-            "--config.log_every=1",
-            "--config.eval_every=2",
-            "--config.ckpt_every=2",
-            "--config.eval_metrics=False",  # no full classifier training inside train.py
+            "--config.num_steps=30",
+            "--config.log_every=30",
+            "--config.eval_every=30",
+            "--config.ckpt_every=30",
+            "--config.num_eval_samples=700",
+            "--config.ema_decay=0.9",  # the EMA generator, with its standing statistics
         ]
     )
     assert train.returncode == 0, train.stderr
-    # In process, with a short classifier: this checks the plumbing, not the accuracy.
-    monkeypatch.setitem(classifier.RECIPE, "steps", 100)
+    proc = _run(["-m", "jaxgan.evaluate", f"--workdir={workdir}"])
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((workdir / "eval.json").read_text())
+    last = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert record["protocol"]["num_samples"] == 700 and record["step"] == last["step"] == 30
+    assert record["metrics"] == {name: last[f"eval_{name}"] for name in record["metrics"]}
+    assert 0 < last["eval_high_quality"] < 1  # a number that could differ, not 0 or 1
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_a_tiny_mnist_run(tmp_path, mnist_idx_dir, monkeypatch, capsys):
+    """Train with image metrics in process (a short classifier, 500 samples), then the CLI:
+    the same classifier, the same samples, the same numbers."""
+    from jaxgan import trainer
+    from jaxgan.configs import mnist_dcgan
+
+    monkeypatch.setitem(classifier.RECIPE, "steps", 100)  # plumbing, not accuracy
+    monkeypatch.setitem(evaluators.DEFAULT_NUM_SAMPLES, "images", 500)
     cache = tmp_path / "cache"
-    args = [f"--workdir={workdir}", "--num_samples=500", f"--cache_dir={cache}", "--no_parzen"]
+    monkeypatch.setenv("JAXGAN_CACHE", str(cache))
+    config = mnist_dcgan.get_config()
+    config.data.idx_dir = mnist_idx_dir
+    config.num_steps = config.log_every = config.eval_every = config.ckpt_every = 2
+    config.eval_parzen = False
+    workdir = tmp_path / "run"
+    assert trainer.train_and_evaluate(config, str(workdir), log=print) == 0
+    args = [
+        f"--workdir={workdir}",
+        "--num_samples=500",
+        f"--cache_dir={cache / 'classifiers'}",
+        "--no_parzen",
+        f"--kid_subsets={trainer.TRAINING_KID_SUBSETS}",
+    ]
     assert evaluate.main(args) == 0
     record = json.loads((workdir / "eval.json").read_text())
     names = {"fid", "kid", "kid_std", "classifier_score", "classifier_score_std"}
     assert set(record["metrics"]) == names
     assert names | {"test_accuracy"} == set(record["real_data_floor"])
     assert record["metrics"]["fid"] > record["real_data_floor"]["fid"]  # 2 steps of training
+    last = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert record["metrics"] == {name: last[f"eval_{name}"] for name in names}
     protocol = record["protocol"]
-    (cached,) = os.listdir(cache)
+    (cached,) = os.listdir(cache / "classifiers")
     assert cached.startswith("mnist-0-") and protocol["classifier"]["dataset"] == "mnist"
     assert len(protocol["classifier"]["hash"]) == 64 and protocol["num_samples"] == 500
     assert protocol["checkpoint_step"] == 2 and "parzen" not in protocol

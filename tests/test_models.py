@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import models
+from jaxgan import conv, models
 
 SHAPES = {
     "toy2d": (2,),
@@ -436,11 +436,11 @@ def test_conv_transpose_phases_matches_lax_on_odd_shapes():
     x = jax.random.normal(jax.random.key(0), (2, 5, 6, 4))
     kernel = jax.random.normal(jax.random.key(1), (6, 3, 4, 7))
     pads = ((3, 4), (1, 2))  # output 15 x 12: a whole number of phases
-    want = jax.lax.conv_transpose(x, kernel, (3, 2), pads, dimension_numbers=models._NHWC)
-    got = models.conv_transpose_phases(x, kernel, (3, 2), pads)
+    want = jax.lax.conv_transpose(x, kernel, (3, 2), pads, dimension_numbers=conv._NHWC)
+    got = conv.conv_transpose_phases(x, kernel, (3, 2), pads)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="phase"):  # output 13 x 11: not a whole number
-        models.conv_transpose_phases(x, kernel, (3, 2), ((2, 3), (1, 1)))
+        conv.conv_transpose_phases(x, kernel, (3, 2), ((2, 3), (1, 1)))
 
 
 @pytest.mark.parametrize("name", ["dcgan28", "dcgan32", "dcgan64"])

@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxgan import checkpointing, health, steps, trainer
+from jaxgan import checkpointing, files, health, state, steps, trainer
 from jaxgan.configs import grid25
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -378,12 +378,12 @@ def test_mode_collapse_alarm_fires_on_a_diversity_drop(tmp_path, monkeypatch):
 
 
 def test_keys_have_an_explicit_impl_and_golden_first_draws():
-    keys = trainer.make_keys(0)
+    keys = state.make_keys(0)
     assert jax.random.key_data(keys["train"]).tolist() == [928981903, 3453687069]
     previous = jax.config.jax_default_prng_impl
     try:
         jax.config.update("jax_default_prng_impl", "rbg")
-        again = trainer.make_keys(0)
+        again = state.make_keys(0)
     finally:
         jax.config.update("jax_default_prng_impl", previous)
     assert jax.random.key_data(again["train"]).tolist() == [928981903, 3453687069]
@@ -423,7 +423,7 @@ def test_resume_under_another_jax_version_warns(reference, tmp_path):
     info_path = tmp_path / "w" / "run_info.json"
     info = json.load(open(info_path))
     info["sessions"][-1]["versions"]["jax"] = "0.0.1"
-    checkpointing.write_json_atomic(str(info_path), info)
+    files.write_json_atomic(str(info_path), info)
     proc = run([*BASE, "--config.num_steps=13", f"--workdir={tmp_path}/w"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "started under jax 0.0.1" in proc.stdout and "bit for bit" in proc.stdout

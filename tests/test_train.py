@@ -143,20 +143,20 @@ def test_tfds_through_mock_data(tmp_path):
 def test_trainer_logs_image_metrics_from_the_evaluator(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
-    from jaxgan import evaluate, trainer
+    from jaxgan import evaluators, trainer
     from jaxgan.configs import mnist_mlp
 
     calls = []
 
-    def fake_make_evaluator(config, dataset, *, output_range, **kwargs):
+    def fake_make_evaluator(dataset, *, output_range, **kwargs):
         def run(samples):
             calls.append(samples.shape)
             assert samples.min() >= output_range[0] and samples.max() <= output_range[1]
             return {"fid": float(samples.mean()), "kid": 0.5}
 
-        return evaluate.Evaluator(dataset.name, 700, {}, {"metrics": "fake"}, run)
+        return evaluators.Evaluator(dataset.name, 700, {}, {"metrics": "fake"}, run)
 
-    monkeypatch.setattr(evaluate, "make_evaluator", fake_make_evaluator)
+    monkeypatch.setattr(evaluators, "make_evaluator", fake_make_evaluator)
     config = mnist_mlp.get_config()
     config.batch_size, config.num_steps = 10, 2
     config.log_every = config.eval_every = config.ckpt_every = 2

@@ -1,0 +1,404 @@
+"""The run folder on disk: what it holds, the resume check, and :func:`open_run`.
+
+Layout of a run folder (``--workdir``)::
+
+    config.json          the resolved config and the dataset's shape and fingerprint
+                         (written when a run starts, checked when it resumes)
+    run_info.json        the reproducibility record of each session: versions, devices,
+                         flags, seed, dataset fingerprint, command line
+    checkpoints/<step>/  orbax checkpoints of the GANState (jaxgan.checkpointing)
+    corrupt_checkpoints/ unreadable checkpoints moved aside, never deleted
+    metrics.jsonl        one JSON object per logged step
+    events.out.tfevents* the same for TensorBoard
+    samples_<step>.png   sample grids (images) or scatter plots (2-D data)
+    losses.png, d_outputs.png   curves over training, written at the end
+    eval.json, eval_raw.json    python -m jaxgan.evaluate
+
+Every file but the checkpoints and TensorBoard's is written through
+:func:`jaxgan.files.write_atomic`. :func:`open_run` rebuilds a trained generator from a
+folder, for ``jaxgan.sample`` and ``jaxgan.evaluate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxgan import checkpointing, files, sampling
+from jaxgan import data as data_lib
+from jaxgan import state as state_lib
+from jaxgan.errors import RunError
+
+__all__ = [
+    "ALLOWED_TO_CHANGE",
+    "CONFIG_FILE",
+    "EVAL_FILE",
+    "METRICS_FILE",
+    "RAW_EVAL_FILE",
+    "RUN_INFO_FILE",
+    "MetricsLog",
+    "RunConfig",
+    "TrainedRun",
+    "check_can_resume",
+    "check_resumable",
+    "flatten_config",
+    "open_run",
+    "read_config",
+    "read_records",
+    "record_session",
+    "run_identity",
+    "truncate_metrics",
+    "write_config",
+]
+
+CONFIG_FILE = "config.json"
+RUN_INFO_FILE = "run_info.json"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.json"
+RAW_EVAL_FILE = "eval_raw.json"
+
+# Fields a resumed run may change: they do not enter the computation. Data paths may
+# change too, since the data itself is checked by fingerprint.
+ALLOWED_TO_CHANGE = frozenset(
+    {
+        "num_steps",
+        "log_every",
+        "eval_every",
+        "ckpt_every",
+        "keep_checkpoints",
+        "num_eval_samples",
+        "eval_metrics",
+        "eval_parzen",
+        "data.idx_dir",
+        "data.data_dir",
+    }
+)
+
+
+# ----------------------------------------------------------------------------- config.json
+def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"model.name": "toy2d", ...}`` from a ConfigDict or nested dict."""
+    items = config.items() if hasattr(config, "items") else vars(config).items()
+    flat = {}
+    for key, value in items:
+        if hasattr(value, "items"):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_identity(config: Any, fingerprint: str) -> dict[str, Any]:
+    """What a resumed run must share with the run it resumes: every config field (flat)
+    and the dataset's fingerprint."""
+    identity = flatten_config(config)
+    identity["data.fingerprint"] = fingerprint
+    return identity
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], workdir: str) -> None:
+    """Refuses to resume when anything but the allowed fields changed.
+
+    Args:
+      saved: the identity (:func:`run_identity`) stored in the run folder.
+      current: the same for this invocation.
+      workdir: for the message.
+
+    Raises:
+      RunError: naming every changed field, with both values.
+    """
+    keys = (set(saved) | set(current)) - ALLOWED_TO_CHANGE
+    changed = sorted(k for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>"))
+    if changed:
+        diffs = "; ".join(
+            f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}" for k in changed
+        )
+        raise RunError(
+            f"{workdir} holds a run with a different config ({diffs}). Only "
+            f"{', '.join(sorted(ALLOWED_TO_CHANGE))} may change on resume. Use a new --workdir, "
+            "or rerun with the original settings. Nothing was changed."
+        )
+
+
+def _read_config_file(workdir: str) -> dict[str, Any] | None:
+    """config.json's content, None when absent; RunError when unreadable."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        saved = files.read_json(path)
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path} is unreadable ({e}); use a new --workdir.") from e
+    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict)) or not isinstance(
+        saved.get("dataset"), dict
+    ):
+        raise RunError(f"{path} is incomplete (no config or dataset); use a new --workdir.")
+    return saved
+
+
+def check_can_resume(workdir: str, config: Any, dataset: data_lib.Dataset) -> None:
+    """Raises RunError, touching nothing, when ``workdir`` holds a run of another config
+    or other data; does nothing for a new folder."""
+    saved = _read_config_file(workdir)
+    if saved is not None:
+        check_resumable(
+            run_identity(saved["config"], saved["dataset"].get("fingerprint", "<absent>")),
+            run_identity(config.to_dict(), dataset.fingerprint),
+            workdir,
+        )
+
+
+def write_config(workdir: str, config: Any, dataset: data_lib.Dataset) -> None:
+    """Writes config.json: the resolved config and what the data is."""
+    files.write_json_atomic(
+        os.path.join(workdir, CONFIG_FILE),
+        {
+            "config": config.to_dict(),
+            "dataset": {
+                "name": dataset.name,
+                "kind": dataset.kind,
+                "shape": list(dataset.shape),
+                "fingerprint": dataset.fingerprint,
+            },
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- run_info.json
+def _versions() -> dict[str, str]:
+    names = ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets", "numpy"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _session(config: Any, dataset: data_lib.Dataset, start_step: int) -> dict[str, Any]:
+    return {
+        "start_step": start_step,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "versions": _versions(),
+        "platform": platform.platform(),
+        "devices": [str(d) for d in jax.devices()],
+        "process_count": jax.process_count(),
+        # XLA:CPU's thread pool, and so its rounding, follows the cores a process may use.
+        "cpu_cores_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax_default_prng_impl": str(jax.config.jax_default_prng_impl),
+        "seed": config.seed,
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint},
+    }
+
+
+def record_session(
+    workdir: str, config: Any, dataset: data_lib.Dataset, start_step: int
+) -> str | None:
+    """Appends this session to run_info.json; returns a warning when the run resumes
+    under another jax version than it was started with (None otherwise)."""
+    path = os.path.join(workdir, RUN_INFO_FILE)
+    sessions = files.read_json(path)["sessions"] if os.path.exists(path) else []
+    warning = None
+    if sessions and sessions[-1]["versions"]["jax"] != jax.__version__:
+        warning = (
+            f"warning: this run was started under jax {sessions[-1]['versions']['jax']} and "
+            f"resumes under jax {jax.__version__}: random streams and numerics may differ, "
+            "so the resumed run may not match an uninterrupted one bit for bit."
+        )
+    sessions.append(_session(config, dataset, start_step))
+    files.write_json_atomic(path, {"sessions": sessions})
+    return warning
+
+
+# ----------------------------------------------------------------------------- metrics.jsonl
+def read_records(workdir: str) -> list[dict[str, Any]]:
+    """Every record of metrics.jsonl ([] when there is none yet)."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_metrics(workdir: str, last_step: int) -> None:
+    """Drops records logged after ``last_step`` (by a run that died before its next save)."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError):
+            break  # a torn last line
+    if len(kept) != len(lines):
+        files.write_atomic(path, "".join(kept))
+
+
+class MetricsLog:
+    """Appends records to metrics.jsonl, one JSON line each, flushed at once."""
+
+    def __init__(self, workdir: str):
+        self._file = open(os.path.join(workdir, METRICS_FILE), "a")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(files.json_ready(record)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# ----------------------------------------------------------------------------- open_run
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A trained generator rebuilt from a run folder (:func:`open_run`).
+
+    Attributes:
+      workdir: the run folder.
+      config: the run's config, as saved in config.json.
+      dataset: what the data is (the mixture itself for 2-D data; for image data its
+        name, kind and shape, without the images).
+      fingerprint: the dataset's fingerprint.
+      gan: the networks and optimizers.
+      state: the state of the chosen seed at ``step``.
+      step: the checkpoint's step.
+      seed_index: which seed of a ``num_seeds`` run ``state`` is.
+      sampler: the run's :class:`jaxgan.sampling.Sampler`.
+    """
+
+    workdir: str
+    config: ml_collections.ConfigDict
+    dataset: data_lib.Dataset
+    fingerprint: str
+    gan: state_lib.GAN
+    state: state_lib.GANState
+    step: int
+    seed_index: int
+    sampler: sampling.Sampler
+
+    def sample(
+        self, num: int, seed: int = sampling.EVAL_NOISE_SEED, *, ema: bool = True
+    ) -> np.ndarray:
+        """``num`` samples of the EMA generator (or G's own parameters with ``ema=False``)."""
+        return self.sampler.sample(self.state, num, seed, ema=ema)
+
+
+def _dataset_of(info: dict[str, Any]) -> data_lib.Dataset:
+    if info["kind"] == "mixture":
+        return data_lib.mixture(info["name"])
+    return data_lib.Dataset(
+        name=info["name"],
+        kind=info["kind"],
+        shape=tuple(info["shape"]),
+        arrays={},
+        fingerprint=info.get("fingerprint", ""),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What config.json says of a run (:func:`read_config`).
+
+    Attributes:
+      config: the run's config.
+      dataset: what the data is (the mixture itself for 2-D data; for image data its
+        name, kind and shape, without the images).
+      fingerprint: the dataset's fingerprint.
+      gan: the networks and optimizers the config names.
+    """
+
+    config: ml_collections.ConfigDict
+    dataset: data_lib.Dataset
+    fingerprint: str
+    gan: state_lib.GAN
+
+
+def read_config(workdir: str) -> RunConfig:
+    """The run of ``workdir`` as its config.json describes it.
+
+    Raises:
+      RunError: ``workdir`` is no run folder, or its config.json is unreadable or names
+        networks that cannot be built.
+    """
+    saved = _read_config_file(workdir)
+    if saved is None:
+        raise RunError(f"{workdir} is not a jaxgan run folder (no {CONFIG_FILE}).")
+    try:
+        config = ml_collections.ConfigDict(saved["config"])
+        dataset = _dataset_of(saved["dataset"])
+        gan = state_lib.build_gan(config, dataset.shape)
+    except (ValueError, KeyError, AttributeError, TypeError) as e:
+        raise RunError(f"{os.path.join(workdir, CONFIG_FILE)} is unusable ({e}).") from e
+    return RunConfig(config, dataset, saved["dataset"].get("fingerprint", ""), gan)
+
+
+def open_run(
+    workdir: str,
+    *,
+    step: int | None = None,
+    seed_index: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> TrainedRun:
+    """Rebuilds the trained run of ``workdir`` from its newest checkpoint (or ``step``).
+
+    Reads config.json (:func:`read_config`), builds the networks, and restores the
+    checkpoint read-only (nothing in the folder changes; an unreadable newest checkpoint
+    is skipped for the one before, saying so through ``log``).
+
+    Raises:
+      RunError: ``workdir`` is no run folder, its config.json is unreadable, it holds no
+        checkpoint (or not ``step``), or ``seed_index`` is not one of its seeds.
+    """
+    saved = read_config(workdir)
+    config, gan = saved.config, saved.gan
+    num_seeds = int(config.get("num_seeds", 1))
+    if not 0 <= seed_index < num_seeds:
+        raise RunError(f"--seed_index must be in [0, {num_seeds}): the run trained {num_seeds}.")
+    abstract = jax.eval_shape(state_lib.make_init_fn(gan, config.seed, num_seeds))
+    manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints, read_only=True)
+    try:
+        restored = checkpointing.restore(
+            manager, abstract, workdir, step=step, warn=log or (lambda _: None), quarantine=False
+        )
+    finally:
+        manager.close()
+    if restored is None:
+        raise RunError(f"{workdir} holds no checkpoint yet.")
+    state, restored_step = restored
+    sampler = sampling.Sampler(
+        gan,
+        ema_decay=config.ema_decay,
+        batch_size=config.batch_size,
+        compute_dtype=state_lib.compute_dtype(config),
+    )
+    return TrainedRun(
+        workdir=workdir,
+        config=config,
+        dataset=saved.dataset,
+        fingerprint=saved.fingerprint,
+        gan=gan,
+        state=state_lib.seed_state(state, seed_index, num_seeds),
+        step=restored_step,
+        seed_index=seed_index,
+        sampler=sampler,
+    )
