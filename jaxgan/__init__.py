@@ -1,3 +1,3 @@
 """jaxgan: generative adversarial networks in JAX and Flax."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

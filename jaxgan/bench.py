@@ -1,7 +1,7 @@
 """Training-speed benchmark of jaxgan's own train step on the canonical networks.
 
 Times :func:`jaxgan.steps.make_train_step` -- the step ``train.py`` runs -- on the benchmark
-networks of ``shared/peers/MODELS.md`` (``mlp`` without dropout, ``dcgan28``, ``dcgan32``,
+networks of ``docs/MODELS.md`` (``mlp`` without dropout, ``dcgan28``, ``dcgan32``,
 ``dcgan64``), with Adam (2e-4, β 0.5, 0.999) for both networks, the non-saturating loss, one
 D update per iteration and a synthetic real batch already on the device. The whole iteration
 is one jitted call with the state donated; ``--steps`` iterations are dispatched and the
@@ -56,9 +56,9 @@ LEARNING_RATE = 2e-4
 
 
 def build_bench_gan(model: str, conv: str = "fast") -> state_lib.GAN:
-    """The MODELS.md benchmark networks with Adam(2e-4, 0.5, 0.999) for G and D.
+    """The benchmark networks of docs/MODELS.md with Adam(2e-4, 0.5, 0.999) for G and D.
 
-    ``mlp``'s discriminator runs without dropout, as MODELS.md specifies for timing. ``conv``
+    ``mlp``'s discriminator runs without dropout, as docs/MODELS.md specifies for timing. ``conv``
     selects the convolution formulation of the DCGANs (``"fast"``, the default of
     :mod:`jaxgan.models`, or ``"lax"``, the plain ``lax`` convolutions and their automatic
     derivatives); it does not change parameters or outputs.

@@ -43,7 +43,7 @@ def test_bench_prints_one_sane_json_line_per_batch(fresh):
         assert rec["finite"] is True
         assert rec["img_per_s"] > 0 and rec["step_ms"] > 0 and rec["compile_s"] > 0
         assert rec["peak_gflops_per_s"] > 0 and 0 < rec["fraction_of_peak"]
-        # XLA's FLOP count is at least the matmuls of MODELS.md's iteration (mlp, batch B):
+        # XLA's FLOP count is at least the matmuls of docs/MODELS.md's iteration (mlp, batch B):
         # 3 F_G - F_G1 + 8 F_D - 2 F_D1, here with F_D's last layer counted too.
         f_g = 2 * batch * (100 * 1200 + 1200 * 1200 + 1200 * 784)
         f_d = 2 * batch * (784 * 1200 + 240 * 1200 + 240)

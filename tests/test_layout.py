@@ -124,3 +124,15 @@ def test_the_rule_catches_an_upward_import():
     tree = ast.parse("def f():\n    from jaxgan import trainer\n")
     (found,) = [t for node in ast.walk(tree) for t in _jaxgan_imports(node, "jaxgan.data")]
     assert found == "jaxgan.trainer" and _rank(found) > _rank("jaxgan.data")
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_code_cites_only_files_of_the_repository(module):
+    """Every ``*.md`` a module names exists in the repository (docs/ or the top level), and
+    nothing points outside it (``shared/``, ``../``)."""
+    with open(MODULES[module]) as f:
+        text = f.read()
+    for cited in re.findall(r"[\w./-]*\w\.md\b", text):
+        candidates = [os.path.join(ROOT, cited), os.path.join(ROOT, "docs", cited)]
+        assert any(os.path.exists(c) for c in candidates), f"{MODULES[module]} cites {cited}"
+    assert not re.search(r"(?<![\w.])(\.\./)?shared/(?!data)", text), f"{MODULES[module]}"

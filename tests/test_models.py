@@ -1,4 +1,4 @@
-"""Canonical networks: pinned parameter counts (MODELS.md), shapes, ranges, packing, modes."""
+"""Canonical networks: pinned parameter counts (docs/MODELS.md), shapes, ranges, packing, modes."""
 
 import math
 
@@ -19,7 +19,7 @@ SHAPES = {
 }
 
 # (G params, G batch_stats, D params, D batch_stats). mlp, dcgan28 and dcgan64 are from
-# MODELS.md; toy2d and dcgan32 are counted by hand:
+# docs/MODELS.md; toy2d and dcgan32 are counted by hand:
 #   toy2d G: (2*400+400) + 3*(400*400+400) + 4*2*400 BN + (400*2+2) = 486,402; 4*2*400 stats.
 #   toy2d D: (2*1000+1000) + 2*(200*1000+1000) + (200+1) = 405,201.
 #   dcgan32 G: 16*(100*256 + 256*128 + 128*64 + 64*3) + 2*(256+128+64) BN = 1,068,928.

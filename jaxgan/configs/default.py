@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.data_dir = ""  # tfds data_dir holding the prepared dataset ("" = tfds' default)
     config.data.split = "train"
 
-    # ---- model (DESIGN.md §4)
+    # ---- model (docs/MODELS.md)
     config.model = ml_collections.ConfigDict()
     config.model.name = "toy2d"  # toy2d | mlp | dcgan28 | dcgan32 | dcgan64
 

@@ -4,7 +4,7 @@ Command:   python train.py   (same as --config=jaxgan/configs/grid25.py)
 Run time:  about 1.5 minutes on a 2-core CPU (10,000 steps, one seed); --config.num_seeds=10
            trains ten seeds in one program, about 10x the compute.
 Expected:  the final line reports modes captured, % high-quality samples and reverse KL
-           (DESIGN.md §6) beside PacGAN's Table 1. Measured with 10 seeds (docs/RESULTS.md):
+           (docs/EVALUATION.md) beside PacGAN's Table 1. Measured with 10 seeds (docs/RESULTS.md):
            25.0 ± 0.0 modes in every seed, 48.5 ± 2.4 % high quality, KL 0.35 ± 0.03.
 
 The recipe (tuned, docs/RESULTS.md): PacGAN's networks and batch 100, but Adam 1e-3 with

@@ -13,7 +13,7 @@ Run time:  about 0.2 s per iteration at batch 64 on a 2-core CPU (5,000 iteratio
            78,000 channels classified) takes a few minutes on CPU, plus ~2 minutes once
            to train and cache the MNIST classifier.
 Expected:  eval.json's ``modes`` (of 1,000) and ``kl`` (to uniform) beside the real-data
-           floor (~1,000 modes, KL ~0.02 with 26,000 real images). Published (DESIGN.md §6):
+           floor (~1,000 modes, KL ~0.02 with 26,000 real images). Published (docs/EVALUATION.md):
            DCGAN 99 modes / KL 3.4 and VEEGAN 150 / 2.95 (Srivastava et al. 2017),
            PacDCGAN2 1000 / 0.06 (Lin et al. 2018, Table 2); not measured here yet.
 """
