@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -24,8 +25,10 @@ from jaxgan.errors import RunError, TrainingError
 __all__ = [
     "CHECKPOINT_DIR",
     "CORRUPT_DIR",
+    "Restored",
     "RunError",
     "Saver",
+    "move_aside",
     "newest_arrays",
     "open_manager",
     "restore",
@@ -75,7 +78,23 @@ def open_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.Che
     )
 
 
-def _quarantine(workdir: str, step: int) -> str:
+class Restored(NamedTuple):
+    """A restored checkpoint: the state, its step, and the newer steps that were unreadable
+    (skipped for it; :func:`move_aside` them once the run goes on)."""
+
+    state: Any
+    step: int
+    unreadable: tuple[int, ...] = ()
+
+
+def move_aside(workdir: str, steps: Iterable[int], warn=print) -> None:
+    """Moves unreadable checkpoints to ``workdir/corrupt_checkpoints`` (never deleting
+    them), saying where each went. With several processes, one process does it."""
+    for step in steps:
+        warn(f"Moved the unreadable checkpoint {step} to {_move_aside(workdir, step)}.")
+
+
+def _move_aside(workdir: str, step: int) -> str:
     """Moves an unreadable checkpoint aside (never deletes it); returns where it went."""
     src = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR, str(step))
     dst_dir = os.path.join(os.path.abspath(workdir), CORRUPT_DIR)
@@ -96,18 +115,18 @@ def restore(
     *,
     step: int | None = None,
     warn=print,
-    quarantine: bool = True,
-) -> tuple[Any, int] | None:
-    """Restores the newest readable checkpoint (or exactly ``step``).
+) -> Restored | None:
+    """Restores the newest readable checkpoint (or exactly ``step``), changing nothing.
 
     A checkpoint whose stored arrays do not match the model's names, shapes and dtypes
     belongs to another model: that is refused, touching nothing (no silent padding or
     truncation). An unreadable newest checkpoint is skipped for the previous one,
-    saying so through ``warn``; once an older one has restored, the unreadable ones are
-    moved to ``workdir/corrupt_checkpoints`` (when ``quarantine``), never deleted.
+    saying so through ``warn``; the result names the skipped steps, for
+    :func:`move_aside` (a save at their step would otherwise fail, orbax refusing to
+    overwrite).
 
     Returns:
-      ``(state, step)``, or ``None`` when the folder holds no checkpoint.
+      A :class:`Restored`, or ``None`` when the folder holds no checkpoint.
 
     Raises:
       RunError: ``step`` is absent or unreadable, the checkpoints belong to another
@@ -142,12 +161,7 @@ def restore(
             except Exception as e:  # orbax raises many types for unreadable data
                 error = e
             else:
-                if quarantine and unreadable:
-                    for bad in unreadable:
-                        moved = _quarantine(workdir, bad)
-                        warn(f"Moved the unreadable checkpoint {bad} to {moved}.")
-                    manager.reload()
-                return state, candidate
+                return Restored(state, candidate, tuple(unreadable))
         message = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         if step is not None:
             raise RunError(f"The checkpoint at step {step} in {workdir} is unreadable: {message}")
@@ -223,6 +237,12 @@ class Saver:
                 f"checkpoint is {self.describe()}."
             ) from e
         self.confirmed, self.pending = self.pending, None
+
+    def poll(self) -> None:
+        """Confirms a pending save that has finished, or raises TrainingError if it failed:
+        called every step, it reports a failed write a step or two after it happened."""
+        if self.pending is not None and not self.manager.is_saving_in_progress():
+            self.wait()
 
     def save(self, state: Any, step: int) -> None:
         """Starts saving ``state`` as ``step`` (once the previous save has succeeded)."""

@@ -47,6 +47,8 @@ __all__ = [
     "STACKED_MNIST_SIZE",
     "DataError",
     "Dataset",
+    "check_fits",
+    "device_memory_bytes",
     "load",
     "load_idx",
     "load_idx_labels",
@@ -340,6 +342,7 @@ def stacked_mnist(
     num_examples = operator.index(num_examples)
     if num_examples < 1:
         raise DataError(f"stacked_mnist needs num_examples >= 1, got {num_examples}.")
+    check_fits(STACKED_MNIST, num_examples, (28, 28, 3), hint="fewer --config.data.num_examples")
     digits = load_idx(idx_dir, name="mnist", split=split).arrays["images"][..., 0]
     digit_labels = load_idx_labels(idx_dir, split=split)
     index = np.random.default_rng(int(seed)).integers(0, digits.shape[0], (num_examples, 3))
@@ -444,6 +447,13 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
     num = len(source)
     if num == 0:
         raise DataError(f"Split {split!r} of tfds dataset {name!r} is empty.")
+    first = np.asarray(source[0]["image"])
+    check_fits(
+        f"tfds dataset {name!r}, split {split!r},",
+        num,
+        first.shape if first.ndim == 3 else (*first.shape, 1),
+        hint=f"a part of it (--config.data.split='{split.split('[')[0]}[:10%]')",
+    )
     images = None
     for i in range(num):
         image = np.asarray(source[i]["image"])
@@ -464,6 +474,47 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
             )
         images[i] = image
     return _images_dataset(name, images)
+
+
+# ----------------------------------------------------------------------------
+# Memory
+# ----------------------------------------------------------------------------
+
+DATA_MEMORY_FRACTION = 0.5
+"""The largest share of the device's memory a dataset may take (the rest is the networks')."""
+
+
+def device_memory_bytes() -> int:
+    """Memory of the device a dataset is placed on: an accelerator's own (``bytes_limit``),
+    or on CPU the host's physical memory."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # backends without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits(what: str, num: int, shape: tuple[int, ...], *, hint: str) -> None:
+    """Refuses, before it is loaded, a dataset of ``num`` uint8 examples of ``shape`` that
+    would take more than :data:`DATA_MEMORY_FRACTION` of the device's memory (jaxgan
+    places a dataset on the device whole).
+
+    Raises:
+      DataError: saying how large the data is, how much memory there is, what to do.
+    """
+    need = int(num) * math.prod(int(d) for d in shape)
+    have = device_memory_bytes()
+    if need > DATA_MEMORY_FRACTION * have:
+        gib = lambda n: f"{n / 2**30:.1f} GiB"
+        dims = "×".join(str(d) for d in shape)
+        raise DataError(
+            f"{what} is {num:,} images of {dims} = {gib(need)} as uint8, more than "
+            f"{DATA_MEMORY_FRACTION:.0%} of the {gib(have)} of memory of "
+            f"{jax.devices()[0].device_kind} that jaxgan holds a dataset in whole. Train on "
+            f"{hint}, or on smaller images; a streaming loader would be needed for all of it."
+        )
 
 
 # ----------------------------------------------------------------------------

@@ -360,11 +360,24 @@ def get_loss(name: str) -> LossPair:
 # ----------------------------------------------------------------------------
 
 
-def _input_grad_sq_norm(discriminator_fn: Callable[[jax.Array], jax.Array], x: jax.Array):
-    """Squared norm of d D(x_i) / d x_i for each example i (D maps (B, ...) -> (B,))."""
+def _check_pack(x: jax.Array, pack: int) -> int:
+    if not isinstance(pack, int) or pack < 1 or x.shape[0] % pack:
+        raise ValueError(f"batch {x.shape[0]} is not a whole number of packs of {pack!r}")
+    return x.shape[0] // pack
+
+
+def _input_grad_sq_norm(
+    discriminator_fn: Callable[[jax.Array], jax.Array], x: jax.Array, pack: int = 1
+):
+    """Squared norm of the gradient of each score with respect to its input, ``[B // pack]``.
+
+    D maps ``(B, ...)`` to one score per pack of ``pack`` consecutive examples; a score's
+    input is its whole pack, so its gradient's squared norm sums over the pack's members.
+    """
     x = _as_float("x", x)
+    packs = _check_pack(x, pack)
     grads = jax.grad(lambda inputs: jnp.sum(discriminator_fn(inputs)))(x)
-    return jnp.sum(jnp.square(grads).reshape(x.shape[0], -1), axis=-1)
+    return jnp.sum(jnp.square(grads).reshape(packs, -1), axis=-1)
 
 
 def wgan_gp_penalty(
@@ -372,6 +385,8 @@ def wgan_gp_penalty(
     real: ArrayLike,
     fake: ArrayLike,
     key: jax.Array,
+    *,
+    pack: int = 1,
 ) -> jax.Array:
     r"""WGAN-GP gradient penalty on random interpolates.
 
@@ -383,14 +398,19 @@ def wgan_gp_penalty(
     ``discriminator_fn`` must score each example independently (no BatchNorm in
     train mode): the gradient is taken of the sum of scores.
 
+    With PacGAN packing (``pack = m``: D scores packs of ``m`` consecutive examples),
+    the critic's input is the pack: one ε per pack interpolates the whole real pack
+    with the fake one, and the norm is that of the gradient with respect to the pack.
+
     Args:
-      discriminator_fn: maps a batch ``[B, ...]`` to scores ``[B]``.
+      discriminator_fn: maps a batch ``[B, ...]`` to scores ``[B // pack]``.
       real: real samples ``[B, ...]``.
       fake: generated samples, the same shape.
       key: PRNG key for the interpolation weights.
+      pack: the packing degree ``m`` of the critic.
 
     Returns:
-      Per-example penalties, shape ``[B]``.
+      Per-pack penalties, shape ``[B // pack]`` (per example for ``pack = 1``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -407,29 +427,37 @@ def wgan_gp_penalty(
     fake = _as_float("fake", fake)
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, got {real.shape}, {fake.shape}.")
-    eps_shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    packs = _check_pack(real, pack)
+    eps_shape = (packs,) + (1,) * (real.ndim - 1)
     eps = jax.random.uniform(key, eps_shape, dtype=real.dtype)
+    if pack > 1:
+        eps = jnp.repeat(eps, pack, axis=0)  # one ε for every member of a pack
     interpolates = eps * real + (1.0 - eps) * fake
-    sq_norm = _input_grad_sq_norm(discriminator_fn, interpolates)
+    sq_norm = _input_grad_sq_norm(discriminator_fn, interpolates, pack)
     # sqrt(0) has an infinite derivative; a tiny floor keeps the penalty's gradient finite.
     norm = jnp.sqrt(sq_norm + jnp.finfo(sq_norm.dtype).tiny)
     return jnp.square(norm - 1.0)
 
 
-def r1_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], real: ArrayLike) -> jax.Array:
+def r1_penalty(
+    discriminator_fn: Callable[[jax.Array], jax.Array], real: ArrayLike, *, pack: int = 1
+) -> jax.Array:
     r"""R1 penalty: squared gradient norm of D at real data.
 
     .. math::
       p = \lVert \nabla_x D(x) \rVert_2^2,\ x \sim p_{data}
 
-    The caller multiplies by ``γ / 2`` and reduces.
+    The caller multiplies by ``γ / 2`` and reduces. With PacGAN packing (``pack = m``)
+    D's input is a pack of ``m`` examples, and the norm is that of the gradient with
+    respect to the pack (Mescheder et al.'s R1 of the packed D).
 
     Args:
-      discriminator_fn: maps a batch ``[B, ...]`` to logits ``[B]``.
+      discriminator_fn: maps a batch ``[B, ...]`` to logits ``[B // pack]``.
       real: real samples ``[B, ...]``.
+      pack: the packing degree ``m`` of D.
 
     Returns:
-      Per-example penalties, shape ``[B]``.
+      Per-pack penalties, shape ``[B // pack]`` (per example for ``pack = 1``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -441,21 +469,26 @@ def r1_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], real: ArrayLi
       Mescheder et al., Which Training Methods for GANs do actually Converge?, 2018
       (arXiv 1801.04406).
     """
-    return _input_grad_sq_norm(discriminator_fn, real)
+    return _input_grad_sq_norm(discriminator_fn, real, pack)
 
 
-def r2_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], fake: ArrayLike) -> jax.Array:
+def r2_penalty(
+    discriminator_fn: Callable[[jax.Array], jax.Array], fake: ArrayLike, *, pack: int = 1
+) -> jax.Array:
     r"""R2 penalty: squared gradient norm of D at generated data.
 
     .. math::
       p = \lVert \nabla_{\tilde x} D(\tilde x) \rVert_2^2,\ \tilde x \sim p_g
 
+    Packing as in :func:`r1_penalty`.
+
     Args:
-      discriminator_fn: maps a batch ``[B, ...]`` to logits ``[B]``.
+      discriminator_fn: maps a batch ``[B, ...]`` to logits ``[B // pack]``.
       fake: generated samples ``[B, ...]`` (pass them through ``stop_gradient``).
+      pack: the packing degree ``m`` of D.
 
     Returns:
-      Per-example penalties, shape ``[B]``.
+      Per-pack penalties, shape ``[B // pack]`` (per example for ``pack = 1``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -467,7 +500,7 @@ def r2_penalty(discriminator_fn: Callable[[jax.Array], jax.Array], fake: ArrayLi
       Mescheder et al., Which Training Methods for GANs do actually Converge?, 2018
       (arXiv 1801.04406).
     """
-    return _input_grad_sq_norm(discriminator_fn, fake)
+    return _input_grad_sq_norm(discriminator_fn, fake, pack)
 
 
 # ----------------------------------------------------------------------------

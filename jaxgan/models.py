@@ -32,6 +32,8 @@ import jax.numpy as jnp
 from jaxgan.conv import Conv, ConvTranspose
 
 __all__ = [
+    "CONV_FORMULATIONS",
+    "D_NORMS",
     "MODEL_NAMES",
     "Conv",
     "ConvTranspose",
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 MODEL_NAMES = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64")
+CONV_FORMULATIONS = ("fast", "lax")
+D_NORMS = ("batch", "layer", "none")
 
 _LATENT_PRIORS = ("normal", "uniform")
 
@@ -398,16 +402,22 @@ class DCGANDiscriminator(nn.Module):
       pack: PacGAN packing degree ``m``; the ``m`` images of a pack are concatenated along
         the channel axis.
       conv: formulation of the convolutions, ``"fast"`` or ``"lax"`` (see :class:`Conv`).
+      norm: ``"batch"`` (the paper's BatchNorm), ``"layer"`` (LayerNorm over each example's
+        H, W and C, as WGAN-GP's critic: each logit depends on its own input alone, which
+        gradient penalties need) or ``"none"``.
     """
 
     num_blocks: int = 4
     ndf: int = 64
     pack: int = 1
     conv: str = "fast"
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         """Maps images ``(B, S, S, C)``, ``S = 2**(num_blocks+2)``, to logits ``(B // pack,)``."""
+        if self.norm not in D_NORMS:
+            raise ValueError(f"unknown D normalisation {self.norm!r}; choose one of {D_NORMS}")
         h = _pack(x, self.pack, channels_last=True)
         for i in range(self.num_blocks):
             h = Conv(
@@ -419,8 +429,10 @@ class DCGANDiscriminator(nn.Module):
                 kernel_init=_DCGAN_INIT,
                 formulation=self.conv,
             )(h)
-            if i > 0:
+            if i > 0 and self.norm == "batch":
                 h = _dcgan_batch_norm(train)(h)
+            elif i > 0 and self.norm == "layer":  # per example, over H, W and C
+                h = nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1))(h)
             h = nn.leaky_relu(h, 0.2)
         h = Conv(1, (4, 4), (1, 1), "VALID", use_bias=False, kernel_init=_DCGAN_INIT)(h)
         return h.reshape(-1)
@@ -479,7 +491,14 @@ def _require_image(name: str, data_shape: tuple[int, ...], size: int) -> int:
     return data_shape[2]
 
 
-def build_models(name: str, *, data_shape: tuple[int, ...], pack: int = 1) -> GANModels:
+def build_models(
+    name: str,
+    *,
+    data_shape: tuple[int, ...],
+    pack: int = 1,
+    conv: str = "fast",
+    d_norm: str = "batch",
+) -> GANModels:
     """Builds the generator and discriminator of a canonical GAN by name.
 
     Args:
@@ -490,6 +509,10 @@ def build_models(name: str, *, data_shape: tuple[int, ...], pack: int = 1) -> GA
         dcgan28/32/64: ``(S, S, C)`` with S = 28/32/64 and any channel count C.
       pack: PacGAN packing degree ``m`` (Lin et al. 2018): D scores packs of ``m`` samples,
         so its batch must be divisible by ``m``.
+      conv: the DCGANs' convolution formulation, ``"fast"`` or ``"lax"`` (:mod:`jaxgan.conv`).
+      d_norm: the normalisation of dcgan32/dcgan64's D, ``"batch"``, ``"layer"`` or
+        ``"none"`` (the other discriminators have no BatchNorm: only ``"batch"``, their
+        own layout, is accepted for them).
 
     Returns:
       A ``GANModels``.
@@ -513,6 +536,15 @@ def build_models(name: str, *, data_shape: tuple[int, ...], pack: int = 1) -> GA
     data_shape = tuple(int(s) for s in data_shape)
     if not isinstance(pack, int) or pack < 1:
         raise ValueError(f"pack must be a positive integer, got {pack!r}")
+    if conv not in CONV_FORMULATIONS:
+        raise ValueError(f"unknown convolution formulation {conv!r}; known: {CONV_FORMULATIONS}")
+    if d_norm not in D_NORMS:
+        raise ValueError(f"unknown D normalisation {d_norm!r}; known: {D_NORMS}")
+    if d_norm != "batch" and name not in ("dcgan32", "dcgan64"):
+        raise ValueError(
+            f"d_norm={d_norm!r} applies to dcgan32/dcgan64, whose D has BatchNorm; {name}'s D "
+            "has none (keep d_norm='batch')"
+        )
     if name == "toy2d":
         if len(data_shape) != 1 or data_shape[0] < 1:
             raise ValueError(f"toy2d needs a vector data_shape (d,), got {data_shape}")
@@ -538,12 +570,13 @@ def build_models(name: str, *, data_shape: tuple[int, ...], pack: int = 1) -> GA
         )
     if name == "dcgan28":
         nc = _require_image(name, data_shape, 28)
-        generator, discriminator = DCGAN28Generator(nc=nc), DCGAN28Discriminator(pack=pack)
+        generator = DCGAN28Generator(nc=nc, conv=conv)
+        discriminator = DCGAN28Discriminator(pack=pack, conv=conv)
     elif name in ("dcgan32", "dcgan64"):
         num_blocks = 3 if name == "dcgan32" else 4
         nc = _require_image(name, data_shape, 2 ** (num_blocks + 2))
-        generator = DCGANGenerator(num_blocks=num_blocks, nc=nc)
-        discriminator = DCGANDiscriminator(num_blocks=num_blocks, pack=pack)
+        generator = DCGANGenerator(num_blocks=num_blocks, nc=nc, conv=conv)
+        discriminator = DCGANDiscriminator(num_blocks=num_blocks, pack=pack, conv=conv, norm=d_norm)
     else:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
     return GANModels(

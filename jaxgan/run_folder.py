@@ -6,6 +6,7 @@ Layout of a run folder (``--workdir``)::
                          (written when a run starts, checked when it resumes)
     run_info.json        the reproducibility record of each session: versions, devices,
                          flags, seed, dataset fingerprint, command line
+    trainer.lock         held by the trainer that uses the folder (removed when it exits)
     checkpoints/<step>/  orbax checkpoints of the GANState (jaxgan.checkpointing)
     corrupt_checkpoints/ unreadable checkpoints moved aside, never deleted
     metrics.jsonl        one JSON object per logged step
@@ -22,10 +23,13 @@ folder, for ``jaxgan.sample`` and ``jaxgan.evaluate``.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import importlib.metadata
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -44,15 +48,18 @@ __all__ = [
     "ALLOWED_TO_CHANGE",
     "CONFIG_FILE",
     "EVAL_FILE",
+    "LEGACY_VALUES",
     "METRICS_FILE",
     "RAW_EVAL_FILE",
     "RUN_INFO_FILE",
     "MetricsLog",
     "RunConfig",
+    "RunLock",
     "TrainedRun",
     "check_can_resume",
     "check_resumable",
     "flatten_config",
+    "jax_settings",
     "open_run",
     "read_config",
     "read_records",
@@ -63,6 +70,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = "trainer.lock"
 RUN_INFO_FILE = "run_info.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
@@ -86,6 +94,96 @@ ALLOWED_TO_CHANGE = frozenset(
 )
 
 
+# ----------------------------------------------------------------------------- the lock
+class RunLock:
+    """One trainer per run folder: an exclusive ``flock`` on ``workdir/trainer.lock``.
+
+    The file names its holder (host, pid, start time). The kernel (or the NFS lock
+    server) releases the lock when the holder dies, however it dies (kill -9, a lost
+    host), so a lock file without a live holder is stale: :meth:`acquire` takes it over and
+    says so. A trainer that exits removes the file.
+    """
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.path = os.path.join(workdir, LOCK_FILE)
+        self._fd: int | None = None
+
+    def acquire(self) -> str | None:
+        """Takes the lock; returns a note to show the user (a stale lock taken over, or a
+        filesystem without locks), or None.
+
+        Raises:
+          RunError: another live trainer holds the folder; nothing in it was changed.
+        """
+        os.makedirs(self.workdir, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _describe_holder(_read_holder(fd))
+                os.close(fd)
+                raise RunError(
+                    f"{self.workdir} is in use by the trainer {holder}: stop it first, or train "
+                    "into another --workdir. Nothing was changed."
+                ) from None
+            except OSError as e:  # a filesystem without locks (ENOLCK, EOPNOTSUPP)
+                os.close(fd)
+                return (
+                    f"warning: cannot lock {self.path} ({os.strerror(e.errno or errno.ENOLCK)}): "
+                    f"make sure no other trainer uses {self.workdir}."
+                )
+            try:  # the file may have been removed (and made anew) between open and flock
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        previous = _read_holder(fd)
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": _now()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        if previous:
+            return (
+                f"note: {self.path} named the trainer {_describe_holder(previous)}, which no "
+                "longer holds it (it died or its host was lost): a stale lock, taken over."
+            )
+        return None
+
+    def release(self) -> None:
+        """Removes the lock file and releases the lock (if held)."""
+        if self._fd is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _read_holder(fd: int) -> dict[str, Any] | None:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "null")
+    except (OSError, ValueError):
+        return None
+
+
+def _describe_holder(holder: dict[str, Any] | None) -> str:
+    if not isinstance(holder, dict):
+        return "(unknown: an unreadable lock file)"
+    return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since')})"
+
+
 # ----------------------------------------------------------------------------- config.json
 def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
     """``{"model.name": "toy2d", ...}`` from a ConfigDict or nested dict."""
@@ -99,12 +197,52 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_identity(config: Any, fingerprint: str) -> dict[str, Any]:
-    """What a resumed run must share with the run it resumes: every config field (flat)
-    and the dataset's fingerprint."""
-    identity = flatten_config(config)
-    identity["data.fingerprint"] = fingerprint
+# Fields added since jaxgan 0.1, each with the value that reproduces what a run written
+# without it computed: an older config.json is read with these values, so its run resumes
+# bit for bit under the settings it was written with.
+LEGACY_VALUES = {
+    "penalty_per": "sample",  # R1/R2/WGAN-GP per sample, not per pack (jaxgan <= 0.2)
+    "optimizer.schedule_per": "update",  # D's lr_decay/momentum ramp per update (<= 0.2)
+    "model.conv": "fast",
+    "model.d_norm": "batch",
+    "jax.threefry_partitionable": True,  # JAX's default when these fields were added
+}
+
+
+def jax_settings() -> dict[str, Any]:
+    """The process's JAX settings that change a run's bits (recorded in config.json)."""
+    return {"threefry_partitionable": bool(jax.config.jax_threefry_partitionable)}
+
+
+def run_identity(config: Any, fingerprint: str, jax_record: dict | None = None) -> dict[str, Any]:
+    """What a resumed run must share with the run it resumes: every config field (flat),
+    the dataset's fingerprint, and the JAX settings that change its bits
+    (``jax.threefry_partitionable``). Fields a config predates take their
+    :data:`LEGACY_VALUES`."""
+    identity = {**flatten_config(config), "data.fingerprint": fingerprint}
+    identity.update({f"jax.{k}": v for k, v in (jax_record or {}).items()})
+    if "model.pack" in identity:  # jaxgan 0.1's place for the packing degree
+        identity.setdefault("pack", identity.pop("model.pack"))
+    for name, value in LEGACY_VALUES.items():
+        identity.setdefault(name, value)
     return identity
+
+
+def _canonical(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity with settings that compute the same thing written the same way."""
+    c = dict(identity)
+    pack = int(c.get("pack") or 1)
+    penalties = ("r1_gamma", "r2_gamma", "gp_weight")
+    if c.get("penalty_per") == "sample":
+        if pack == 1 or not any(c.get(name) for name in penalties):
+            c["penalty_per"] = "pack"
+        elif not c.get("gp_weight"):  # per sample, γ is γ/m per pack: the same penalty
+            c.update({n: c[n] / pack for n in ("r1_gamma", "r2_gamma") if n in c})
+            c["penalty_per"] = "pack"
+    schedules = c.get("optimizer.lr_decay", 1.0) != 1.0 or c.get("optimizer.momentum_ramp_steps", 0)
+    if c.get("optimizer.schedule_per") == "update" and (c.get("d_steps") == 1 or not schedules):
+        c["optimizer.schedule_per"] = "iteration"
+    return c
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], workdir: str) -> None:
@@ -118,16 +256,36 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], workdir: str
     Raises:
       RunError: naming every changed field, with both values.
     """
-    keys = (set(saved) | set(current)) - ALLOWED_TO_CHANGE
-    changed = sorted(k for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>"))
+    saved_c, current_c = _canonical(saved), _canonical(current)
+    keys = (set(saved_c) | set(current_c)) - ALLOWED_TO_CHANGE
+    changed = sorted(k for k in keys if saved_c.get(k, "<absent>") != current_c.get(k, "<absent>"))
     if changed:
-        diffs = "; ".join(
-            f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}" for k in changed
-        )
+
+        def diff(k):
+            if saved.get(k, "<absent>") != current.get(k, "<absent>"):
+                return f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
+            return (  # equal as written, different in what they compute
+                f"{k}: {saved_c.get(k)!r} -> {current_c.get(k)!r} in the papers' terms (the "
+                f"run has penalty_per={saved.get('penalty_per')!r}, "
+                f"optimizer.schedule_per={saved.get('optimizer.schedule_per')!r})"
+            )
+
+        diffs = "; ".join(diff(k) for k in changed)
+        hint = ""
+        if any(k in LEGACY_VALUES for k in changed):
+            hint = (
+                " Fields a run predates have the values of the jaxgan that wrote it: pass them "
+                "(e.g. --config.penalty_per=sample) to continue it as it was."
+            )
+        if "jax.threefry_partitionable" in changed:
+            hint += (
+                f" Set JAX_THREEFRY_PARTITIONABLE={int(saved['jax.threefry_partitionable'])} "
+                "to resume with the random numbers it was trained with."
+            )
         raise RunError(
             f"{workdir} holds a run with a different config ({diffs}). Only "
             f"{', '.join(sorted(ALLOWED_TO_CHANGE))} may change on resume. Use a new --workdir, "
-            "or rerun with the original settings. Nothing was changed."
+            f"or rerun with the original settings.{hint} Nothing was changed."
         )
 
 
@@ -147,16 +305,32 @@ def _read_config_file(workdir: str) -> dict[str, Any] | None:
     return saved
 
 
-def check_can_resume(workdir: str, config: Any, dataset: data_lib.Dataset) -> None:
-    """Raises RunError, touching nothing, when ``workdir`` holds a run of another config
-    or other data; does nothing for a new folder."""
+def check_can_resume(workdir: str, config: Any, dataset: data_lib.Dataset) -> Any:
+    """The config to train ``workdir``'s run with; RunError, touching nothing, when the
+    folder holds a run of another config or other data.
+
+    For a new folder that is ``config``. For a run to resume it is the run's own config as
+    config.json holds it (fields it predates set to their :data:`LEGACY_VALUES`), with the
+    fields that may change (:data:`ALLOWED_TO_CHANGE`) taken from ``config``: so a run
+    resumes with what it was trained with, bit for bit.
+    """
     saved = _read_config_file(workdir)
-    if saved is not None:
-        check_resumable(
-            run_identity(saved["config"], saved["dataset"].get("fingerprint", "<absent>")),
-            run_identity(config.to_dict(), dataset.fingerprint),
-            workdir,
-        )
+    if saved is None:
+        return config
+    saved_identity = run_identity(
+        saved["config"], saved["dataset"].get("fingerprint", "<absent>"), saved.get("jax", {})
+    )
+    current = run_identity(config.to_dict(), dataset.fingerprint, jax_settings())
+    check_resumable(saved_identity, current, workdir)
+    resumed = ml_collections.ConfigDict(config.to_dict())
+    for name, value in saved_identity.items():
+        if name in ALLOWED_TO_CHANGE or name.startswith(("jax.", "data.fingerprint")):
+            continue
+        node, *path = [resumed, *name.split(".")]
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+    return resumed
 
 
 def write_config(workdir: str, config: Any, dataset: data_lib.Dataset) -> None:
@@ -171,6 +345,7 @@ def write_config(workdir: str, config: Any, dataset: data_lib.Dataset) -> None:
                 "shape": list(dataset.shape),
                 "fingerprint": dataset.fingerprint,
             },
+            "jax": jax_settings(),
         },
     )
 
@@ -190,7 +365,7 @@ def _versions() -> dict[str, str]:
 def _session(config: Any, dataset: data_lib.Dataset, start_step: int) -> dict[str, Any]:
     return {
         "start_step": start_step,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "time": _now(),
         "argv": sys.argv,
         "versions": _versions(),
         "platform": platform.platform(),
@@ -378,13 +553,13 @@ def open_run(
     manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints, read_only=True)
     try:
         restored = checkpointing.restore(
-            manager, abstract, workdir, step=step, warn=log or (lambda _: None), quarantine=False
+            manager, abstract, workdir, step=step, warn=log or (lambda _: None)
         )
     finally:
         manager.close()
     if restored is None:
         raise RunError(f"{workdir} holds no checkpoint yet.")
-    state, restored_step = restored
+    state, restored_step, _ = restored
     sampler = sampling.Sampler(
         gan,
         ema_decay=config.ema_decay,

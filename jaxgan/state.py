@@ -108,7 +108,9 @@ class GAN:
         return self.models.discriminator
 
 
-def make_optimizer(opt_config: Any, learning_rate: float) -> optax.GradientTransformation:
+def make_optimizer(
+    opt_config: Any, learning_rate: float, *, updates_per_iteration: int = 1
+) -> optax.GradientTransformation:
     """Builds an optax optimizer from an optimizer config.
 
     Args:
@@ -116,8 +118,10 @@ def make_optimizer(opt_config: Any, learning_rate: float) -> optax.GradientTrans
         "sgd"); for adam ``b1``, ``b2``, ``eps``; for sgd ``momentum`` and optionally
         ``final_momentum`` with ``momentum_ramp_steps`` (a linear ramp, as in
         Goodfellow et al. 2014); for both, optional ``lr_decay``: the learning rate is
-        multiplied by it after every update (1.0 keeps it constant).
+        multiplied by it after every iteration (1.0 keeps it constant).
       learning_rate: the initial learning rate.
+      updates_per_iteration: optimizer updates per training iteration (``d_steps`` for
+        D): the schedules advance once per iteration, after that many updates.
 
     Returns:
       An ``optax.GradientTransformation`` whose hyperparameters are visible in its
@@ -125,10 +129,13 @@ def make_optimizer(opt_config: Any, learning_rate: float) -> optax.GradientTrans
     """
     name = opt_config.name
     decay = float(getattr(opt_config, "lr_decay", 1.0) or 1.0)
+    per_iteration = _per_iteration(updates_per_iteration)
     if decay == 1.0:
         lr: Any = float(learning_rate)
     else:
-        lr = optax.exponential_decay(float(learning_rate), transition_steps=1, decay_rate=decay)
+        lr = per_iteration(
+            optax.exponential_decay(float(learning_rate), transition_steps=1, decay_rate=decay)
+        )
     if name == "adam":
         return optax.inject_hyperparams(optax.adam)(
             learning_rate=lr, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps
@@ -138,9 +145,19 @@ def make_optimizer(opt_config: Any, learning_rate: float) -> optax.GradientTrans
         final = getattr(opt_config, "final_momentum", None)
         ramp = int(getattr(opt_config, "momentum_ramp_steps", 0) or 0)
         if final is not None and ramp > 0:
-            momentum = optax.linear_schedule(momentum, float(final), ramp)
+            momentum = per_iteration(optax.linear_schedule(momentum, float(final), ramp))
         return optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum)
     raise ValueError(f"Unknown optimizer {name!r}; choose 'adam' or 'sgd'.")
+
+
+def _per_iteration(updates_per_iteration: int):
+    """Wraps a schedule of the update count into one of the iteration count."""
+    k = int(updates_per_iteration)
+    if k < 1:
+        raise ValueError(f"updates_per_iteration must be >= 1, got {k}")
+    if k == 1:
+        return lambda schedule: schedule
+    return lambda schedule: lambda count: schedule(count // k)
 
 
 def pack_of(config: Any) -> int:
@@ -152,8 +169,10 @@ def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
     """Builds the networks and optimizers named by a config.
 
     Args:
-      config: the run config (fields ``model.name``, ``pack``, ``optimizer``,
-        ``g_lr``, ``d_lr``; see ``jaxgan/configs/default.py``).
+      config: the run config (fields ``model.name``, ``model.conv``, ``model.d_norm``,
+        ``pack``, ``optimizer`` (with ``schedule_per``), ``g_lr``, ``d_lr``, ``d_steps``;
+        see ``jaxgan/configs/default.py``). Fields absent from an older config take
+        the value of the jaxgan that wrote it.
       data_shape: shape of one data example, e.g. ``(2,)`` or ``(28, 28, 1)``.
 
     Returns:
@@ -163,11 +182,18 @@ def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
         config.model.name,
         data_shape=tuple(data_shape),
         pack=pack_of(config),
+        conv=config.model.get("conv", "fast"),
+        d_norm=config.model.get("d_norm", "batch"),
     )
+    per_update = config.optimizer.get("schedule_per", "update") == "update"
     return GAN(
         models=models,
         g_tx=make_optimizer(config.optimizer, config.g_lr),
-        d_tx=make_optimizer(config.optimizer, config.d_lr),
+        d_tx=make_optimizer(
+            config.optimizer,
+            config.d_lr,
+            updates_per_iteration=1 if per_update else int(config.get("d_steps", 1)),
+        ),
     )
 
 

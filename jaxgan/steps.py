@@ -111,6 +111,7 @@ def make_train_step(
     gp_weight: float = 0.0,
     r1_gamma: float = 0.0,
     r2_gamma: float = 0.0,
+    penalty_per: str = "pack",
     skip_nonfinite: bool = True,
     scan_d_steps: bool = False,
     compute_dtype: Any = None,
@@ -132,6 +133,12 @@ def make_train_step(
       gp_weight: weight λ of the WGAN-GP penalty (0: off).
       r1_gamma: γ of the R1 penalty, added as ``γ/2 · mean(R1)`` (0: off).
       r2_gamma: γ of the R2 penalty, likewise (0: off).
+      penalty_per: ``"pack"``: with PacGAN packing, the penalties are those of the packed
+        D, whose input is a pack (R1/R2 per pack, one WGAN-GP ε per pack), as the papers
+        define them for a D's input; ``"sample"``: per sample (jaxgan <= 0.2), which makes
+        R1/R2 γ/m in the papers' terms. The same for ``pack = 1``. Penalties need a D
+        whose scores each depend on their own input alone: a D with BatchNorm (in train
+        mode, batch statistics) is refused.
       skip_nonfinite: if a loss, a gradient or a BatchNorm statistic of either network
         is not finite, keep the old parameters, optimizer states, EMA and BatchNorm
         statistics of both networks (the step counter and ``state.skipped`` still
@@ -152,11 +159,16 @@ def make_train_step(
     """
     if d_steps < 1:
         raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+    _check_penalties(gan, gp_weight=gp_weight, r1_gamma=r1_gamma, r2_gamma=r2_gamma)
+    if penalty_per not in PENALTY_UNITS:
+        raise ValueError(f"penalty_per must be one of {PENALTY_UNITS}, got {penalty_per!r}")
+    penalty_pack = gan.models.pack if penalty_per == "pack" else 1
     loss_pair = losses_lib.get_loss(loss)
     run_model = functools.partial(apply_model, compute_dtype=compute_dtype)
     d_updates = _make_d_updates(
         gan, loss_pair, run_model, d_steps=d_steps, fresh_g_noise=fresh_g_noise,
         scan_d_steps=scan_d_steps, gp_weight=gp_weight, r1_gamma=r1_gamma, r2_gamma=r2_gamma,
+        pack=penalty_pack,
     )  # fmt: skip
     g_gradients = _make_g_gradients(gan, loss_pair, run_model, fresh_g_noise=fresh_g_noise)
 
@@ -226,7 +238,34 @@ def make_train_step(
     return train_step
 
 
-def _make_d_update(gan: GAN, loss_pair, run_model, *, gp_weight, r1_gamma, r2_gamma):
+PENALTY_UNITS = ("pack", "sample")
+
+
+def _check_penalties(gan: GAN, *, gp_weight: float, r1_gamma: float, r2_gamma: float) -> None:
+    """Refuses negative weights, and penalties through a D with BatchNorm statistics."""
+    weights = {"gp_weight": gp_weight, "r1_gamma": r1_gamma, "r2_gamma": r2_gamma}
+    for name, value in weights.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0 (0 turns the penalty off), got {value}")
+    if not any(weights.values()):
+        return
+    models = gan.models
+    x = jax.ShapeDtypeStruct((models.pack, *models.data_shape), jnp.float32)
+    variables = jax.eval_shape(
+        lambda x: models.discriminator.init(jax.random.key(0), x, train=False), x
+    )
+    if set(variables) - {"params"}:
+        names = ", ".join(n for n, v in weights.items() if v)
+        raise ValueError(
+            f"{names}: a gradient penalty needs a discriminator whose scores each depend on "
+            f"their own input alone, but this D keeps {sorted(set(variables) - {'params'})} "
+            "(BatchNorm couples the examples of a batch): use a D without BatchNorm, e.g. "
+            "--config.model.d_norm=layer for dcgan32/dcgan64 (Gulrajani et al. 2017 replace "
+            "BatchNorm with layer normalization in the critic)"
+        )
+
+
+def _make_d_update(gan: GAN, loss_pair, run_model, *, gp_weight, r1_gamma, r2_gamma, pack):
     """``d_update((d_params, d_model_state, d_opt_state), real, fake, keys) -> (carry,
     metrics)``: one discriminator update on a real and a (detached) fake batch."""
     discriminator = gan.discriminator
@@ -251,20 +290,16 @@ def _make_d_update(gan: GAN, loss_pair, run_model, *, gp_weight, r1_gamma, r2_ga
                 )[0]
 
             if gp_weight:
-                gp = losses_lib.wgan_gp_penalty(lambda x: d_fn(x, drop_real), real, fake, gp_key)
+                gp = losses_lib.wgan_gp_penalty(
+                    lambda x: d_fn(x, drop_real), real, fake, gp_key, pack=pack
+                )
                 penalty += gp_weight * jnp.mean(gp)
             if r1_gamma:
-                penalty += (
-                    0.5
-                    * r1_gamma
-                    * jnp.mean(losses_lib.r1_penalty(lambda x: d_fn(x, drop_real), real))
-                )
+                r1 = losses_lib.r1_penalty(lambda x: d_fn(x, drop_real), real, pack=pack)
+                penalty += 0.5 * r1_gamma * jnp.mean(r1)
             if r2_gamma:
-                penalty += (
-                    0.5
-                    * r2_gamma
-                    * jnp.mean(losses_lib.r2_penalty(lambda x: d_fn(x, drop_fake), fake))
-                )
+                r2 = losses_lib.r2_penalty(lambda x: d_fn(x, drop_fake), fake, pack=pack)
+                penalty += 0.5 * r2_gamma * jnp.mean(r2)
             return d_loss + penalty, (ms, real_logits, fake_logits, d_loss, penalty)
 
         grads, (d_model_state, real_logits, fake_logits, d_loss, penalty) = jax.grad(

@@ -12,8 +12,11 @@ are the only ones that read clocks and handle signals.
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
 import signal
+import socket
 import threading
 import time
 from typing import Any
@@ -73,6 +76,10 @@ def validate_config(config: Any) -> None:
         "model.name": (config.model.name, list(models_lib.MODEL_NAMES)),
         "optimizer.name": (config.optimizer.name, ["adam", "sgd"]),
         "compute_dtype": (config.compute_dtype, list(state_lib.COMPUTE_DTYPES)),
+        "model.conv": (config.model.conv, list(models_lib.CONV_FORMULATIONS)),
+        "model.d_norm": (config.model.d_norm, list(models_lib.D_NORMS)),
+        "penalty_per": (config.penalty_per, list(steps_lib.PENALTY_UNITS)),
+        "optimizer.schedule_per": (config.optimizer.schedule_per, ["iteration", "update"]),
     }
     for field, (value, allowed) in choices.items():
         if value not in allowed:
@@ -82,6 +89,21 @@ def validate_config(config: Any) -> None:
     for name in ("g_lr", "d_lr"):
         if not config[name] > 0:
             raise ConfigError(f"config.{name} must be positive, got {config[name]}.")
+    for name in ("gp_weight", "r1_gamma", "r2_gamma"):
+        if not config[name] >= 0:
+            raise ConfigError(f"config.{name} must be >= 0 (0 turns it off), got {config[name]}.")
+
+
+def config_warnings(config: Any) -> list[str]:
+    """Settings that run but are probably not what was meant."""
+    out = []
+    if config.loss == "wasserstein" and not config.gp_weight:
+        out.append(
+            "warning: the wasserstein loss without a Lipschitz constraint (gp_weight 0) is not "
+            "the Wasserstein distance: D's scores can grow without bound. Set "
+            "--config.gp_weight=10 (WGAN-GP, Gulrajani et al. 2017)."
+        )
+    return out
 
 
 def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
@@ -109,45 +131,130 @@ def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
             f"config.batch_size ({config.batch_size}) must be a multiple of the number of "
             f"devices ({jax.device_count()}): the batch is split evenly across them."
         )
-    dataset = data_lib.load(config.data)
+    lock = _lock(workdir, log)  # before anything else: a second trainer is refused at once
+    quiet = _OrbaxErrorFilter()
+    logging.getLogger("absl").addFilter(quiet)
     try:
-        gan = state_lib.build_gan(config, dataset.shape)
-    except ValueError as e:  # e.g. a network that cannot produce this data's shape
-        raise ConfigError(f"{e}: choose a model for {dataset.name!r} data.") from e
-    run_folder.check_can_resume(workdir, config, dataset)
-
-    os.makedirs(workdir, exist_ok=True)
-    manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints)
-    failed = True
-    try:
-        status = _train(config, workdir, dataset, gan, manager, log)
-        failed = False
-        return status
-    finally:
-        # Never leave with a checkpoint half written, and never swallow a failed write.
+        dataset = data_lib.load(config.data)
+        config = run_folder.check_can_resume(workdir, config, dataset)
+        _check_processes_agree(config, dataset)
         try:
-            manager.wait_until_finished()
-            manager.close()
-        except Exception as e:
-            if not failed:
-                raise TrainingError(f"Writing the last checkpoint failed: {e}") from e
-            log(f"warning: writing a checkpoint also failed: {e}")
+            gan = state_lib.build_gan(config, dataset.shape)
+        except ValueError as e:  # e.g. a network that cannot produce this data's shape
+            raise ConfigError(f"{e}: choose a model for {dataset.name!r} data.") from e
+        try:
+            program = _Program(config, dataset, gan)
+        except ValueError as e:  # e.g. a gradient penalty through BatchNorm
+            raise ConfigError(str(e)) from e
+        for warning in config_warnings(config):
+            log(warning)
+        manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints)
+        failed = True
+        try:
+            status = _train(config, workdir, dataset, gan, program, manager, log)
+            failed = False
+            return status
+        finally:
+            # Never leave with a checkpoint half written, and never swallow a failed write.
+            try:
+                manager.wait_until_finished()
+                manager.close()
+            except Exception as e:
+                if not failed:
+                    raise TrainingError(f"Writing the last checkpoint failed: {e}") from e
+                log(f"warning: writing a checkpoint also failed: {e}")
+    finally:
+        logging.getLogger("absl").removeFilter(quiet)
+        lock.release()
 
 
-def _train(config, workdir, dataset, gan, manager, log) -> int:
+class _OrbaxErrorFilter(logging.Filter):
+    """Orbax logs a failed asynchronous write as several tracebacks from its threads; the
+    trainer reports it once, as one line naming the newest complete checkpoint
+    (:class:`jaxgan.checkpointing.Saver`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (from_orbax and record.levelno >= logging.ERROR)
+
+
+def _lock(workdir: str, log) -> run_folder.RunLock:
+    """The run folder's lock, taken by process 0; every process agrees on the outcome."""
+    lock = run_folder.RunLock(workdir)
+    refusal = ""
+    if jax.process_index() == 0:
+        try:
+            note = lock.acquire()
+        except RunError as e:
+            refusal = str(e)
+        else:
+            if note:
+                log(note)
+    refusal = _from_process_0(refusal)
+    if refusal:
+        raise RunError(refusal)
+    return lock
+
+
+_TEXT_BYTES = 8192
+
+
+def _encode(text: str) -> np.ndarray:
+    data = np.zeros(_TEXT_BYTES, np.uint8)
+    raw = text.encode()[:_TEXT_BYTES]
+    data[: len(raw)] = np.frombuffer(raw, np.uint8)
+    return data
+
+
+def _decode(data) -> str:
+    return bytes(np.asarray(data, np.uint8)).rstrip(b"\0").decode(errors="replace")
+
+
+def _from_process_0(text: str) -> str:
+    """Process 0's ``text``, on every process."""
+    if jax.process_count() == 1:
+        return text
+    return _decode(multihost_utils.broadcast_one_to_all(_encode(text)))
+
+
+def _check_processes_agree(config, dataset: data_lib.Dataset) -> None:
+    """Every process must train the same config on the same data, or the replicated
+    arrays silently diverge: a process that differs from process 0 stops the run, on
+    every process, with a message naming its host and the fields that differ."""
+    if jax.process_count() == 1:
+        return
+    mine = run_folder.run_identity(config.to_dict(), dataset.fingerprint)
+    mine = {k: v for k, v in mine.items() if k not in run_folder.ALLOWED_TO_CHANGE}
+    reference = json.loads(_from_process_0(json.dumps(mine, sort_keys=True, default=str)))
+    differing = sorted(k for k in set(mine) | set(reference) if mine.get(k) != reference.get(k))
+    report = f"{socket.gethostname()}: {', '.join(differing)}" if differing else ""
+    reports = multihost_utils.process_allgather(_encode(report))
+    bad = [(i, _decode(r)) for i, r in enumerate(np.asarray(reports)) if _decode(r)]
+    if bad:
+        where = "; ".join(f"process {i} on {text}" for i, text in bad)
+        raise ConfigError(
+            f"The processes do not train the same run: {where} differ from process 0. Start "
+            "every process with the same command and the same data."
+        )
+
+
+def _train(config, workdir, dataset, gan, program, manager, log) -> int:
     is_chief = jax.process_index() == 0
     if not is_chief:
         log = lambda *_: None
 
     # ------------------------------------------------------------ state: restore or create
-    program = _Program(config, dataset, gan)
-    restored = checkpointing.restore(
-        manager, program.abstract_state, workdir, warn=log, quarantine=jax.process_count() == 1
-    )
+    restored = checkpointing.restore(manager, program.abstract_state, workdir, warn=log)
     if restored is None:
         state, start_step = program.init_state(), 0
     else:
-        state, start_step = restored
+        state, start_step, unreadable = restored
+        if unreadable:  # moved aside by one process, then every process sees the same
+            if is_chief:
+                checkpointing.move_aside(workdir, unreadable, warn=log)
+            if jax.process_count() > 1:
+                multihost_utils.sync_global_devices("jaxgan: unreadable checkpoints moved")
+            manager.reload()
         log(f"Resuming {workdir} from the checkpoint at step {start_step}.")
         if start_step % config.steps_per_dispatch:
             raise RunError(
@@ -168,17 +275,20 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
     monitor = _Monitor(config, workdir, start_step, is_chief, log)
     saver = checkpointing.Saver(manager, start_step if restored is not None else None)
     step, n_fused, multi_process = start_step, config.steps_per_dispatch, jax.process_count() > 1
+    longest = program.no_streak()
     try:
         with _SignalFlag(multi_process) as stop:
             while step < config.num_steps:
                 if _should_stop(stop, step, multi_process):
                     break
-                state, step_metrics = program.iterations(state, arrays)
+                state, step_metrics, longest = program.iterations(state, arrays, longest)
                 step += n_fused
                 monitor.advance(n_fused)
+                saver.poll()  # a failed write is reported at once, not at the next save
                 record: dict[str, Any] = {}
                 if _due(step, config.log_every, config.num_steps):
-                    record.update(monitor.measure(step, step_metrics, saver))
+                    monitor.check_skips(longest, saver)
+                    record.update(monitor.measure(step, step_metrics))
                 if _due(step, config.eval_every, config.num_steps):
                     record.update(evaluation(state, step, monitor.best("eval_diversity")))
                 monitor.write(step, record)
@@ -187,7 +297,9 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
             if step < config.num_steps:  # stopped early by a signal
                 saver.save(state, step)
                 saver.wait()
-                signum = stop.signum or signal.SIGTERM
+                # Several processes stop together through JAX's preemption service (SIGTERM),
+                # whichever signal one of them got: all exit with the same status, 143.
+                signum = signal.SIGTERM if multi_process else stop.signum or signal.SIGTERM
                 log(
                     f"\n{signal.Signals(signum).name}: saved a checkpoint at step {step} in "
                     f"{workdir}; rerun the same command to resume."
@@ -203,6 +315,18 @@ def _train(config, workdir, dataset, gan, manager, log) -> int:
 
 def _due(step: int, every: int, num_steps: int) -> bool:
     return step % every == 0 or step == num_steps
+
+
+def _longer_streak(longest, streak: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
+    """The longest run of consecutive skipped updates: ``{"length", "end"}`` (its last
+    step), per seed, updated with the current ``streak`` at ``step``."""
+    if longest is None:
+        return {"length": streak, "end": step}
+    longer = streak > longest["length"]
+    return {
+        "length": jnp.where(longer, streak, longest["length"]),
+        "end": jnp.where(longer, step, longest["end"]),
+    }
 
 
 # ============================================================================
@@ -241,6 +365,7 @@ class _Program:
             gp_weight=config.gp_weight,
             r1_gamma=config.r1_gamma,
             r2_gamma=config.r2_gamma,
+            penalty_per=config.penalty_per,
             scan_d_steps=config.scan_d_steps,
             compute_dtype=state_lib.compute_dtype(config),
         )
@@ -263,15 +388,29 @@ class _Program:
                 state, arrays, seed + jnp.arange(num_seeds)
             )
 
-        @functools.partial(jax.jit, donate_argnums=0, out_shardings=(replicated, replicated))
-        def iterations(state, arrays):
-            """``steps_per_dispatch`` iterations in one program; metrics of the last one."""
+        @functools.partial(jax.jit, donate_argnums=(0, 2), out_shardings=replicated)
+        def iterations(state, arrays, longest):
+            """``steps_per_dispatch`` iterations in one program: the new state, the metrics
+            of the last iteration, and the longest run of skipped updates so far."""
+
+            def one(carry, _):
+                state, longest = carry
+                state, metrics = step_all(state, arrays)
+                return (state, _longer_streak(longest, state.skip_streak, state.step)), metrics
+
             if n_fused == 1:
-                return step_all(state, arrays)
-            state, metrics = jax.lax.scan(lambda s, _: step_all(s, arrays), state, length=n_fused)
-            return state, jax.tree.map(lambda m: m[-1], metrics)
+                (state, longest), metrics = one((state, longest), None)
+            else:
+                (state, longest), metrics = jax.lax.scan(one, (state, longest), length=n_fused)
+                metrics = jax.tree.map(lambda m: m[-1], metrics)
+            return state, metrics, longest
 
         self.iterations = iterations
+        zeros = lambda: jnp.zeros(self.abstract_state.skip_streak.shape, jnp.int32)
+        # ``{"length", "end"}`` of the longest run of skipped updates (per seed), on device.
+        self.no_streak = jax.jit(
+            lambda: _longer_streak(None, zeros(), zeros()), out_shardings=replicated
+        )
 
     def place(self, host_arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """The dataset on every device, once, from identical host copies on every process."""
@@ -431,17 +570,26 @@ class _Monitor:
         """The best value of ``name`` logged so far (0 if none)."""
         return max((r[name] for r in self.history if name in r), default=0.0)
 
-    def measure(self, step: int, step_metrics, saver: checkpointing.Saver) -> dict[str, Any]:
-        """The logged record of the step's metrics; stops a run that diverged."""
-        raw = {n: np.asarray(v) for n, v in jax.device_get(step_metrics).items()}
-        record = _summarize(raw)
-        streak = int(raw["skip_streak"].max())
+    def check_skips(self, longest, saver: checkpointing.Saver) -> None:
+        """Stops a run that had ``max_consecutive_skips`` skipped updates in a row at any
+        step so far (``longest``: the device's record, updated at every iteration)."""
+        length = np.asarray(jax.device_get(longest["length"])).reshape(-1)
+        end = np.asarray(jax.device_get(longest["end"])).reshape(-1)
+        worst = int(np.argmax(length))
+        streak, last = int(length[worst]), int(end[worst])
         if streak >= self.config.max_consecutive_skips:
+            seed = f" (seed {self.config.seed + worst})" if self.config.num_seeds > 1 else ""
             raise TrainingError(
                 f"Training diverged: {streak} consecutive non-finite updates, steps "
-                f"{step - streak + 1} to {step} (all skipped). The last good checkpoint "
-                f"({saver.describe()}) is intact. Try lower learning rates."
+                f"{last - streak + 1} to {last}{seed} (all skipped; the limit is "
+                f"config.max_consecutive_skips={self.config.max_consecutive_skips}). The last "
+                f"good checkpoint ({saver.describe()}) is intact. Try lower learning rates."
             )
+
+    def measure(self, step: int, step_metrics) -> dict[str, Any]:
+        """The logged record of the step's metrics."""
+        raw = {n: np.asarray(v) for n, v in jax.device_get(step_metrics).items()}
+        record = _summarize(raw)
         if self.reference_g_grad is None:  # the first finite G gradient norm logged
             self.reference_g_grad = record["g_grad_norm"]
         record["alarm_d_saturation"] = int(

@@ -94,11 +94,14 @@ def test_an_old_run_samples_bit_for_bit_and_evaluates(old_runs, tmp_path):
 
 
 def test_every_step_variant_computes_0_1s_bits(old_tree, tmp_path):
-    """Reused noise, k = 2 D updates, packing and R1: the same checkpoint bits as 0.1."""
+    """Reused noise, k = 2 D updates, packing and R1: the same checkpoint bits as 0.1, under
+    0.1's conventions (penalties per sample, D's schedule per update)."""
     variant = [*SHORT, "--config.num_steps=4", "--config.fresh_g_noise=False",
                "--config.d_steps=2", "--config.pack=2", "--config.r1_gamma=0.1"]  # fmt: skip
     _run(old_tree, [str(old_tree / "train.py"), *variant, f"--workdir={tmp_path}/old"], tmp_path)
-    _run(ROOT, [os.path.join(ROOT, "train.py"), *variant, f"--workdir={tmp_path}/new"], tmp_path)
+    legacy = ["--config.penalty_per=sample", "--config.optimizer.schedule_per=update"]
+    _run(ROOT, [os.path.join(ROOT, "train.py"), *variant, *legacy, f"--workdir={tmp_path}/new"],
+         tmp_path)  # fmt: skip
     _, old = checkpointing.newest_arrays(str(tmp_path / "old"))
     _, new = checkpointing.newest_arrays(str(tmp_path / "new"))
     assert old.keys() == new.keys()

@@ -272,11 +272,14 @@ def test_failing_checkpoint_write_stops_naming_the_step(tmp_path):
     finally:
         subprocess.run(["chattr", "-i", str(ckpt)], capture_output=True)
     assert proc.returncode == 1, (out, err)
-    line = err.strip().splitlines()[-1]  # orbax logs its own error above; ours is last
+    assert "Traceback" not in err and "ERROR:absl" not in err, err  # orbax's are silenced
+    (line,) = err.strip().splitlines()  # one line, ours
     assert line.startswith("train.py: error:"), err
     assert "checkpoint at step 400 failed" in line, line
     assert "newest complete checkpoint is step 200" in line, line
     assert complete_steps(workdir) == [200]
+    # Reported at the write (a step or two after it failed), not at the next save (600).
+    assert metrics(workdir)[-1]["step"] == 400
 
 
 # ------------------------------------------------------------------ 6. non-finite updates

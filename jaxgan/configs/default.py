@@ -22,6 +22,12 @@ def get_config() -> ml_collections.ConfigDict:
     # ---- model (docs/MODELS.md)
     config.model = ml_collections.ConfigDict()
     config.model.name = "toy2d"  # toy2d | mlp | dcgan28 | dcgan32 | dcgan64
+    # Convolutions: fast (the CPU-tuned custom-VJP kernels) | lax (plain lax convolutions
+    # and JAX's own derivatives). Same parameters and, up to float rounding, outputs.
+    config.model.conv = "fast"
+    # dcgan32/dcgan64 D's normalisation: batch (Radford et al.) | layer | none. Penalties
+    # (gp_weight, r1_gamma, r2_gamma) need a D without BatchNorm: layer, as WGAN-GP's critic.
+    config.model.d_norm = "batch"
 
     # ---- objective and update schedule
     config.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares
@@ -29,8 +35,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.pack = 1  # PacGAN: D judges packs of m samples together (1 = no packing)
     config.fresh_g_noise = True  # new noise for the G update (Algorithm 1); False reuses D's
     config.gp_weight = 0.0  # WGAN-GP λ (0 = off)
-    config.r1_gamma = 0.0  # R1 γ (0 = off)
-    config.r2_gamma = 0.0  # R2 γ (0 = off)
+    config.r1_gamma = 0.0  # R1 γ (0 = off): adds γ/2 · E‖∇D‖² at real data
+    config.r2_gamma = 0.0  # R2 γ (0 = off): the same at generated data
+    # What a penalty's gradient norm is taken over: pack (the papers: with PacGAN packing m,
+    # D's input is the pack, so R1/R2 are per pack and WGAN-GP draws one ε per pack) |
+    # sample (jaxgan <= 0.2: per sample, so R1/R2 were γ/m in the papers' terms).
+    config.penalty_per = "pack"
     config.ema_decay = 0.999  # EMA of G's parameters, used for samples and evaluation
 
     # ---- optimization
@@ -45,8 +55,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.eps = 1e-8  # adam
     config.optimizer.momentum = 0.0  # sgd
     config.optimizer.final_momentum = 0.0  # sgd: momentum ramps linearly to this ...
-    config.optimizer.momentum_ramp_steps = 0  # ... over this many updates (0 = constant)
-    config.optimizer.lr_decay = 1.0  # learning rate multiplied by this after each update
+    config.optimizer.momentum_ramp_steps = 0  # ... over this many iterations (0 = constant)
+    config.optimizer.lr_decay = 1.0  # learning rate multiplied by this after each iteration
+    # What lr_decay and the momentum ramp count: iteration (training iterations, for G and
+    # D alike) | update (optimizer updates: D's schedule runs d_steps times faster; jaxgan
+    # <= 0.2).
+    config.optimizer.schedule_per = "iteration"
 
     # ---- speed
     # Iterations fused into one compiled call (lax.scan): helps small MLPs, but on CPU
