@@ -23,9 +23,11 @@ def configs(group: str, quick: bool):
     for model, batch in SIZES:
         if group == "spd":  # one dispatch per step against 10 per dispatch, the peer's arithmetic
             for spd in (1, 10):
-                yield dict(model=model, batch=batch, steps=steps, warmup=20, steps_per_dispatch=spd)
+                yield dict(model=model, batch=batch, steps=steps, warmup=20, steps_per_dispatch=spd,
+                           fresh_g_noise=False)  # fmt: skip
         elif group == "lax" and model != "mlp":  # XLA's own convolutions (cuDNN on a GPU)
-            yield dict(model=model, batch=batch, steps=steps, warmup=20, conv="lax")
+            yield dict(model=model, batch=batch, steps=steps, warmup=20, conv="lax",
+                       fresh_g_noise=False)  # fmt: skip
         elif group == "fresh":  # Algorithm 1's arithmetic
             yield dict(model=model, batch=batch, steps=steps, warmup=20, fresh_g_noise=True)
 

@@ -34,7 +34,8 @@ def last_json(stdout: str) -> dict:
 
 def run_jaxgan(model, batch, steps, warmup, fresh):
     cmd = [sys.executable, "-m", "jaxgan.bench", f"--model={model}", f"--batch={batch}"]
-    cmd += [f"--steps={steps}", f"--warmup={warmup}", "--fresh_g_noise" if fresh else ""]
+    noise = "--fresh_g_noise" if fresh else "--no-fresh_g_noise"
+    cmd += [f"--steps={steps}", f"--warmup={warmup}", noise]
     proc = subprocess.run([c for c in cmd if c], capture_output=True, text=True, check=True)
     return last_json(proc.stdout)
 

@@ -9,7 +9,7 @@ host blocks once at the end.
 
 Prints one JSON line per run::
 
-    python -m jaxgan.bench --model=dcgan28 --batch=64 [--steps=20] [--fresh_g_noise]
+    python -m jaxgan.bench --model=dcgan28 --batch=64 [--steps=20] [--no-fresh_g_noise]
                            [--steps_per_dispatch=N]
 
 With ``--steps_per_dispatch=N`` each jitted call runs N iterations as a ``lax.scan``
@@ -44,8 +44,9 @@ from jaxgan import models as models_lib
 from jaxgan import state as state_lib
 from jaxgan import steps as steps_lib
 
-BENCH_MODELS = ("mlp", "dcgan28", "dcgan32", "dcgan64")
+BENCH_MODELS = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64")
 DATA_SHAPES = {
+    "toy2d": (2,),
     "mlp": (784,),
     "dcgan28": (28, 28, 1),
     "dcgan32": (32, 32, 3),
@@ -70,7 +71,7 @@ def build_bench_gan(model: str, conv: str = "fast") -> state_lib.GAN:
         models = dataclasses.replace(
             models, discriminator=models.discriminator.clone(dropout=False)
         )
-    else:
+    elif model != "toy2d":
         models = dataclasses.replace(
             models,
             generator=models.generator.clone(conv=conv),
@@ -117,7 +118,7 @@ def run(
     *,
     steps: int = 20,
     warmup: int = 2,
-    fresh_g_noise: bool = False,
+    fresh_g_noise: bool = True,
     conv: str = "fast",
     peak_flops: float | None = None,
     seed: int = 0,
@@ -134,7 +135,7 @@ def run(
     key = jax.random.key(seed)
     state = state_lib.create_state(gan, key)
     real_key, train_key = jax.random.split(jax.random.fold_in(key, 1))
-    lo = 0.0 if model == "mlp" else -1.0
+    lo = 0.0 if model in ("mlp", "toy2d") else -1.0
     real = jax.random.uniform(real_key, (1, batch, *DATA_SHAPES[model]), jnp.float32, lo, 1.0)
     train_step = steps_lib.make_train_step(
         gan, loss="non_saturating", d_steps=1, fresh_g_noise=fresh_g_noise
@@ -181,7 +182,7 @@ def run(
         "steps": steps,
         "steps_per_dispatch": steps_per_dispatch,
         "fresh_g_noise": fresh_g_noise,
-        "conv": conv if model != "mlp" else None,
+        "conv": conv if model not in ("mlp", "toy2d") else None,
         "img_per_s": round(batch / step_s, 2),
         "step_ms": round(step_s * 1e3, 3),
         "compile_s": round(compile_s, 3),
@@ -207,29 +208,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m jaxgan.bench", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--model", required=True, choices=BENCH_MODELS)
-    parser.add_argument("--batch", type=int, nargs="+", default=[64], help="one run per size")
-    parser.add_argument("--steps", type=int, default=20, help="timed iterations")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations")
+    parser.add_argument(
+        "--model", required=True, choices=BENCH_MODELS,
+        help="network to time (docs/MODELS.md); required",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[64],
+        help="batch size; several give one run each (default 64)",
+    )  # fmt: skip
+    parser.add_argument("--steps", type=int, default=20, help="timed iterations (default 20)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations (default 2)")
     parser.add_argument(
         "--fresh_g_noise",
         "--fresh-g-noise",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="new noise and a second G forward for the G update (Algorithm 1); "
-        "default: reuse the D update's fake batch, like the PyTorch peer",
+        default=True,
+        help="new noise and a second G forward for the G update (Algorithm 1 of Goodfellow "
+        "et al., the trainer's default: on); --no-fresh_g_noise reuses the D update's fake "
+        "batch, as the PyTorch peer does",
     )
     parser.add_argument(
-        "--conv", choices=("fast", "lax"), default="fast", help="DCGAN convolution formulation"
-    )
+        "--conv", choices=("fast", "lax"), default="fast",
+        help="the DCGANs' convolution formulation (default fast; docs/BENCHMARKS.md)",
+    )  # fmt: skip
     parser.add_argument(
         "--steps_per_dispatch",
         "--steps-per-dispatch",
         type=int,
         default=1,
-        help="iterations per jitted call, as a lax.scan (must divide --steps)",
+        help="iterations per jitted call, as a lax.scan (must divide --steps; default 1)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the parameters and data (default 0)"
+    )
     return parser.parse_args(argv)
 
 
@@ -256,5 +267,10 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """``jaxgan-bench``."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -10,6 +10,7 @@ saves a non-finite state. The rest of the run folder is :mod:`jaxgan.run_folder`
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -64,18 +65,31 @@ def open_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.Che
     saves asynchronously, and cleans up temporary folders that a killed save left
     behind. ``read_only`` opens it for restoring alone, changing nothing on disk.
     """
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max(1, int(keep)),
-        create=not read_only,
-        read_only=read_only,
-        cleanup_tmp_directories=not read_only,
-        enable_async_checkpointing=not read_only,
-    )
-    return ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
-        options=options,
-        item_handlers=ocp.StandardCheckpointHandler(),
-    )
+    if read_only:  # orbax's notices of what read-only means, about a folder we chose so
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None, save_interval_steps=0, create=False, read_only=True,
+            cleanup_tmp_directories=False, enable_async_checkpointing=False,
+        )  # fmt: skip
+    else:
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max(1, int(keep)), create=True, cleanup_tmp_directories=True,
+            enable_async_checkpointing=True,
+        )  # fmt: skip
+    quiet = _ReadOnlyNotice()
+    logging.getLogger("absl").addFilter(quiet)
+    try:
+        return ocp.CheckpointManager(
+            os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+            options=options,
+            item_handlers=ocp.StandardCheckpointHandler(),
+        )
+    finally:
+        logging.getLogger("absl").removeFilter(quiet)
+
+
+class _ReadOnlyNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "read only" not in record.getMessage() and "read_only" not in record.getMessage()
 
 
 class Restored(NamedTuple):

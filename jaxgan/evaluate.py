@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m jaxgan.evaluate",
         description="Evaluate a trained run; writes eval.json in the run folder.",
     )
-    parser.add_argument("--workdir", required=True, help="run folder written by train.py")
+    parser.add_argument(
+        "--workdir", required=True, help="run folder written by train.py (required)"
+    )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     parser.add_argument(
         "--num_samples", type=int, default=None,
@@ -115,15 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--raw", action="store_true",
         help=f"G's own parameters, not their EMA; writes {run_folder.RAW_EVAL_FILE} instead of "
-        f"{run_folder.EVAL_FILE}",
+        f"{run_folder.EVAL_FILE} (default: the EMA generator)",
     )  # fmt: skip
     parser.add_argument("--idx_dir", default=None, help="IDX folder (default: the run's)")
-    parser.add_argument("--no_parzen", action="store_true", help="skip the Parzen estimate")
+    parser.add_argument(
+        "--no_parzen",
+        action="store_true",
+        help="skip the Parzen estimate (MNIST; default: computed)",
+    )
     parser.add_argument(
         "--kid_subsets", type=int, default=100,
         help="KID's subsets of 1,000 (default 100, as Binkowski et al.; the trainer uses 10)",
     )  # fmt: skip
-    parser.add_argument("--cache_dir", default=None, help="classifier cache folder")
+    parser.add_argument(
+        "--cache_dir",
+        default=None,
+        help="classifier cache folder (default: $JAXGAN_CACHE/classifiers, or "
+        "~/.cache/jaxgan/classifiers)",
+    )
     args = parser.parse_args(argv)
     if args.num_samples is not None and args.num_samples < 2:
         parser.error("--num_samples must be at least 2")
@@ -171,5 +182,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """``jaxgan-evaluate``."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ import jax
 import ml_collections
 import numpy as np
 
+import jaxgan
 from jaxgan import checkpointing, files, sampling
 from jaxgan import data as data_lib
 from jaxgan import state as state_lib
@@ -108,6 +110,7 @@ class RunLock:
         self.workdir = workdir
         self.path = os.path.join(workdir, LOCK_FILE)
         self._fd: int | None = None
+        self._created = False
 
     def acquire(self) -> str | None:
         """Takes the lock; returns a note to show the user (a stale lock taken over, or a
@@ -116,6 +119,7 @@ class RunLock:
         Raises:
           RunError: another live trainer holds the folder; nothing in it was changed.
         """
+        self._created = not os.path.exists(self.workdir)
         os.makedirs(self.workdir, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -165,6 +169,8 @@ class RunLock:
             pass
         os.close(self._fd)
         self._fd = None
+        if self._created and not os.listdir(self.workdir):  # a run refused before it began
+            os.rmdir(self.workdir)
 
 
 def _now() -> str:
@@ -203,6 +209,7 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
 LEGACY_VALUES = {
     "penalty_per": "sample",  # R1/R2/WGAN-GP per sample, not per pack (jaxgan <= 0.2)
     "optimizer.schedule_per": "update",  # D's lr_decay/momentum ramp per update (<= 0.2)
+    "ema_warmup": False,  # the EMA's decay from the first step (jaxgan <= 0.2)
     "model.conv": "fast",
     "model.d_norm": "batch",
     "jax.threefry_partitionable": True,  # JAX's default when these fields were added
@@ -240,6 +247,8 @@ def _canonical(identity: dict[str, Any]) -> dict[str, Any]:
             c.update({n: c[n] / pack for n in ("r1_gamma", "r2_gamma") if n in c})
             c["penalty_per"] = "pack"
     schedules = c.get("optimizer.lr_decay", 1.0) != 1.0 or c.get("optimizer.momentum_ramp_steps", 0)
+    if c.get("ema_decay") == 0:  # no EMA: nothing to warm up
+        c["ema_warmup"] = True
     if c.get("optimizer.schedule_per") == "update" and (c.get("d_steps") == 1 or not schedules):
         c["optimizer.schedule_per"] = "iteration"
     return c
@@ -362,9 +371,29 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def source_commit() -> str:
+    """The git commit of the jaxgan source that runs (``+dirty`` with uncommitted
+    changes), or ``"not a git checkout"`` (an installed wheel, a source archive)."""
+    here = os.path.dirname(os.path.abspath(jaxgan.__file__))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return "not a git checkout"
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def _session(config: Any, dataset: data_lib.Dataset, start_step: int) -> dict[str, Any]:
     return {
         "start_step": start_step,
+        "jaxgan": {"version": jaxgan.__version__, "commit": source_commit()},
         "time": _now(),
         "argv": sys.argv,
         "versions": _versions(),
@@ -560,12 +589,7 @@ def open_run(
     if restored is None:
         raise RunError(f"{workdir} holds no checkpoint yet.")
     state, restored_step, _ = restored
-    sampler = sampling.Sampler(
-        gan,
-        ema_decay=config.ema_decay,
-        batch_size=config.batch_size,
-        compute_dtype=state_lib.compute_dtype(config),
-    )
+    sampler = sampling.Sampler.for_config(gan, config)
     return TrainedRun(
         workdir=workdir,
         config=config,

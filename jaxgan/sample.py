@@ -29,18 +29,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jaxgan.sample", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--workdir", required=True, help="run folder written by train.py")
-    parser.add_argument("--num", type=int, required=True, help="number of samples")
+    parser.add_argument(
+        "--workdir", required=True, help="run folder written by train.py (required)"
+    )
+    parser.add_argument("--num", type=int, required=True, help="number of samples (required)")
     parser.add_argument(
         "--seed", type=int, default=sampling.EVAL_NOISE_SEED,
         help=f"noise seed (default {sampling.EVAL_NOISE_SEED}: the samples evaluation scores)",
     )  # fmt: skip
-    parser.add_argument("--out", required=True, help="output .npy file")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output .npy file (required); a .png picture is written beside it",
+    )
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-    parser.add_argument("--raw", action="store_true", help="use G's parameters, not their EMA")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="use G's own parameters, not their EMA (default: the EMA generator)",
+    )
     parser.add_argument(
         "--seed_index", type=int, default=0,
-        help="which of a num_seeds run's seeds to sample (0 = the config's seed)",
+        help="which of a num_seeds run's seeds to sample (default 0: the config's seed)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's read-only notices are noise here
@@ -62,12 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     label = sampling.generator_label(run.config.ema_decay, ema=not args.raw)
     title = f"{run.dataset.name} step {run.step} ({label}, seed {args.seed})"
     if run.dataset.kind == "mixture":
-        plots.save_scatter(png, samples, run.dataset.arrays["means"], title=title)
+        plots.save_scatter(
+            png, samples, run.dataset.arrays["means"], title=title, std=run.dataset.std
+        )
     else:
         plots.save_image_grid(png, samples[:100], run.gan.models.output_range, title=title)
     print(f"Wrote {args.num} samples from step {run.step} to {args.out} and {png}.")
     return 0
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """``jaxgan-sample``."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

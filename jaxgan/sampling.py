@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jaxgan import steps
-from jaxgan.state import GAN, GANState, prng_key
+from jaxgan.state import GAN, GANState, compute_dtype, prng_key
 
 __all__ = ["CHUNK", "EVAL_NOISE_SEED", "Sampler", "generator_label"]
 
@@ -58,6 +58,16 @@ class Sampler:
             steps.make_ema_model_state_fn(
                 gan, ema_decay=ema_decay, batch_size=batch_size, compute_dtype=compute_dtype
             )
+        )
+
+    @classmethod
+    def for_config(cls, gan: GAN, config: Any) -> Sampler:
+        """The sampler of a run config (its ``ema_decay``, ``batch_size``, dtype)."""
+        return cls(
+            gan,
+            ema_decay=config.ema_decay,
+            batch_size=config.batch_size,
+            compute_dtype=compute_dtype(config),
         )
 
     def variables(self, state: GANState, *, ema: bool = True) -> tuple[Any, Any]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -255,6 +257,13 @@ def _train(config, workdir, dataset, gan, program, manager, log) -> int:
             if jax.process_count() > 1:
                 multihost_utils.sync_global_devices("jaxgan: unreadable checkpoints moved")
             manager.reload()
+        if start_step >= config.num_steps:
+            log(
+                f"{workdir} is already trained to step {start_step} and config.num_steps is "
+                f"{config.num_steps}: nothing to do. Pass a larger --config.num_steps to train "
+                "on."
+            )
+            return 0
         log(f"Resuming {workdir} from the checkpoint at step {start_step}.")
         if start_step % config.steps_per_dispatch:
             raise RunError(
@@ -275,13 +284,18 @@ def _train(config, workdir, dataset, gan, program, manager, log) -> int:
     monitor = _Monitor(config, workdir, start_step, is_chief, log)
     saver = checkpointing.Saver(manager, start_step if restored is not None else None)
     step, n_fused, multi_process = start_step, config.steps_per_dispatch, jax.process_count() > 1
-    longest = program.no_streak()
+    longest, in_flight = program.no_streak(), None
     try:
         with _SignalFlag(multi_process) as stop:
             while step < config.num_steps:
                 if _should_stop(stop, step, multi_process):
                     break
                 state, step_metrics, longest = program.iterations(state, arrays, longest)
+                # At most one dispatch ahead of the device: a signal is answered within a
+                # step, and the progress bar's rate is the device's, not the dispatcher's.
+                if in_flight is not None:
+                    in_flight.block_until_ready()
+                in_flight = step_metrics["finite"]
                 step += n_fused
                 monitor.advance(n_fused)
                 saver.poll()  # a failed write is reported at once, not at the next save
@@ -309,7 +323,7 @@ def _train(config, workdir, dataset, gan, program, manager, log) -> int:
         monitor.close()
     saver.wait()
     if is_chief:
-        _final_report(config, workdir, dataset, log)
+        _final_report(config, workdir, dataset, evaluation, log)
     return 0
 
 
@@ -356,29 +370,19 @@ class _Program:
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
             jax.eval_shape(self.init_state),
         )
-        train_step = steps_lib.make_train_step(
-            gan,
-            loss=config.loss,
-            d_steps=k,
-            ema_decay=config.ema_decay,
-            fresh_g_noise=config.fresh_g_noise,
-            gp_weight=config.gp_weight,
-            r1_gamma=config.r1_gamma,
-            r2_gamma=config.r2_gamma,
-            penalty_per=config.penalty_per,
-            scan_d_steps=config.scan_d_steps,
-            compute_dtype=state_lib.compute_dtype(config),
-        )
+        train_step = steps_lib.make_train_step_for(gan, config)
         self.draw = functools.partial(
             data_lib.sample_batch, dataset=dataset, value_range=gan.models.output_range
         )
 
+        draw_batches = steps_lib.make_batch_sampler(
+            dataset, d_steps=k, batch_size=batch, value_range=gan.models.output_range
+        )
+
         def one_iteration(state, arrays, run_seed):
             keys = state_lib.make_keys(run_seed)
-            real = self.draw(arrays, jax.random.fold_in(keys["data"], state.step), k * batch)
-            real = jax.lax.with_sharding_constraint(
-                real.reshape(k, batch, *dataset.shape), batch_sharded
-            )
+            real = draw_batches(arrays, jax.random.fold_in(keys["data"], state.step))
+            real = jax.lax.with_sharding_constraint(real, batch_sharded)
             return train_step(state, real, keys["train"])
 
         if num_seeds == 1:
@@ -441,12 +445,7 @@ class _Evaluation:
         self.config, self.dataset, self.workdir, self.log = config, dataset, workdir, log
         self.output_range = gan.models.output_range
         self.is_chief = jax.process_index() == 0
-        self.sampler = sampling.Sampler(
-            gan,
-            ema_decay=config.ema_decay,
-            batch_size=config.batch_size,
-            compute_dtype=state_lib.compute_dtype(config),
-        )
+        self.sampler = sampling.Sampler.for_config(gan, config)
         self.real_diversity = health.sample_diversity(real_samples)
         self.evaluator = None
         if dataset.kind == "mixture":
@@ -496,7 +495,7 @@ class _Evaluation:
         seed_note = f" (seed {config.seed} of {config.num_seeds})" if config.num_seeds > 1 else ""
         if dataset.kind == "mixture":
             plots.save_scatter(
-                path, x, dataset.arrays["means"],
+                path, x, dataset.arrays["means"], std=dataset.std,
                 title=f"{dataset.name} step {step}{seed_note}: {first['eval_modes']:.0f} modes, "
                 f"{100 * first['eval_high_quality']:.1f}% high quality, "
                 f"KL {first['eval_reverse_kl']:.3f}",
@@ -638,22 +637,53 @@ class _Monitor:
             self.metrics_log.close()
 
 
-def _final_report(config, workdir: str, dataset: data_lib.Dataset, log) -> None:
-    """Loss and D-output curves, and on 2-D data the mode coverage beside PacGAN's."""
+# The value at the optimum of the theory (p_g = p_data, D = 1/2) of the losses that have one.
+THEORY_LOSSES = {
+    "minimax": {"d_loss": ("log 4: D's loss at the optimum", math.log(4.0)),
+                "g_loss": ("-log 2: G's loss at the optimum", -math.log(2.0))},
+    "non_saturating": {"d_loss": ("log 4: D's loss at the optimum", math.log(4.0)),
+                       "g_loss": ("log 2: G's loss at the optimum", math.log(2.0))},
+}  # fmt: skip
+HIGH_QUALITY_OF_REAL_DATA = 0.989  # P(chi2_2 <= 9): real samples within 3 sigma of their mode
+
+
+def _final_report(config, workdir: str, dataset: data_lib.Dataset, evaluation, log) -> None:
+    """Curves of the run (losses and D's outputs beside the theory's optimum, the
+    evaluation metrics beside the real data's), and its final metrics beside the
+    published ones (2-D data) or the real-data floor (images)."""
     records = run_folder.read_records(workdir)
+    theory = THEORY_LOSSES.get(config.loss, {})
     plots.save_curves(
         os.path.join(workdir, "losses.png"), records, ["d_loss", "g_loss"], "loss",
         title=f"{dataset.name}: losses ({config.loss})",
+        references={label: value for label, value in theory.values()},
     )  # fmt: skip
     plots.save_curves(
         os.path.join(workdir, "d_outputs.png"), records, ["d_real", "d_fake"], "mean D",
         title=f"{dataset.name}: mean D(x) and D(G(z))",
+        references={"1/2: D at the optimum (p_g = p_data)": 0.5},
     )  # fmt: skip
     log(f"Done: {config.num_steps} steps in {workdir}.")
+    if dataset.kind == "mixture":
+        _report_mode_coverage(config, workdir, dataset, records, log)
+    elif evaluation.evaluator is not None:
+        _report_image_metrics(config, workdir, dataset, records, evaluation.evaluator.floor, log)
+
+
+def _report_mode_coverage(config, workdir, dataset, records, log) -> None:
     final = next((r for r in reversed(records) if "eval_modes" in r), None)
-    if dataset.kind != "mixture" or final is None:
+    if final is None:
         return
     total, seeds = len(dataset.arrays["means"]), config.num_seeds
+    plots.save_curves(
+        os.path.join(workdir, "coverage.png"), records,
+        ["eval_high_quality", "eval_reverse_kl", "eval_modes"], "fraction, KL",
+        title=f"{dataset.name}: mode coverage over training ({config.num_eval_samples} samples)",
+        references={f"{HIGH_QUALITY_OF_REAL_DATA:.1%}: high quality of real data":
+                    HIGH_QUALITY_OF_REAL_DATA},
+        right=["eval_modes"], right_label=f"modes captured (of {total})",
+        right_range=(0, total + 0.5),
+    )  # fmt: skip
 
     def pm(name, scale=1.0, digits=1):
         value = f"{scale * _or_inf(final[name]):.{digits}f}"
@@ -669,8 +699,33 @@ def _final_report(config, workdir: str, dataset: data_lib.Dataset, log) -> None:
         f"  {label:<38} {pm('eval_modes'):>9}/{total} modes  "
         f"{pm('eval_high_quality', 100)}% high quality  KL {pm('eval_reverse_kl', digits=3)}"
     )
+    real = "real data (the ceiling)"
+    log(f"  {real:<38} {total:>9.1f}/{total} modes  {100 * HIGH_QUALITY_OF_REAL_DATA:.1f}% "
+        "high quality  KL 0.00")  # fmt: skip
     for source, (modes, hq, kl) in metrics.PUBLISHED_MODE_COVERAGE[dataset.name].items():
         log(f"  {source:<38} {modes:>9.1f}/{total} modes  {hq:.1f}% high quality  KL {kl:.2f}")
+
+
+def _report_image_metrics(config, workdir, dataset, records, floor, log) -> None:
+    final = next((r for r in reversed(records) if any(k.startswith("eval_") and k not in
+                  ("eval_diversity",) for k in r)), None)  # fmt: skip
+    if final is None:
+        return
+    names = [n for n in ("fid", "kid", "classifier_score", "parzen_ll", "modes", "kl")
+             if f"eval_{n}" in final]  # fmt: skip
+    curve = "fid" if "fid" in names else names[0]
+    label = sampling.generator_label(config.ema_decay)
+    plots.save_curves(
+        os.path.join(workdir, "eval.png"), records, [f"eval_{curve}"], curve,
+        title=f"{dataset.name}: {curve} over training ({label})",
+        references={f"real data: {floor[curve]:.4g}": floor[curve]} if curve in floor else None,
+    )  # fmt: skip
+    parts = [
+        f"{name} {_or_inf(final[f'eval_{name}']):.4g} (real data {floor[name]:.4g})"
+        if name in floor else f"{name} {_or_inf(final[f'eval_{name}']):.4g}"
+        for name in names
+    ]  # fmt: skip
+    log(f"Metrics of {dataset.name} at step {final['step']} ({label}): " + ", ".join(parts) + ".")
 
 
 def _or_inf(value: float | None) -> float:
@@ -702,6 +757,10 @@ class _SignalFlag:
         return self
 
     def _handle(self, signum, frame):
+        if self.signum is None and jax.process_index() == 0:
+            name = signal.Signals(signum).name
+            sys.stderr.write(f"\n{name}: stopping after this step, saving a checkpoint ...\n")
+            sys.stderr.flush()
         self.signum = signum
         if self.multi_process:
             os.kill(os.getpid(), signal.SIGTERM)

@@ -65,8 +65,9 @@ def test_build_bench_gan_turns_mlp_dropout_off():
     gan = bench.build_bench_gan("mlp")
     assert gan.discriminator.dropout is False
     assert bench.build_bench_gan("dcgan28", conv="lax").generator.conv == "lax"
-    with pytest.raises(ValueError, match="toy2d"):
-        bench.build_bench_gan("toy2d")
+    assert bench.build_bench_gan("toy2d").models.data_shape == (2,)  # the default run's nets
+    with pytest.raises(ValueError, match="dcgan16"):
+        bench.build_bench_gan("dcgan16")
 
 
 def test_fused_dispatch_runs_the_same_iterations():

@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
     # sample (jaxgan <= 0.2: per sample, so R1/R2 were γ/m in the papers' terms).
     config.penalty_per = "pack"
     config.ema_decay = 0.999  # EMA of G's parameters, used for samples and evaluation
+    # The EMA's decay at iteration t is min(ema_decay, (1 + t) / (10 + t)): early samples show
+    # G, not the EMA's memory of its initialisation (False: ema_decay throughout, jaxgan <= 0.2).
+    config.ema_warmup = True
 
     # ---- optimization
     config.batch_size = 100  # m: examples per minibatch (each of the k D updates gets its own)

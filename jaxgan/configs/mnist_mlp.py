@@ -1,8 +1,9 @@
 """Goodfellow et al. 2014 on MNIST: maxout/dropout D, ReLU/sigmoid G, SGD with momentum.
 
 Command:   python train.py --config=jaxgan/configs/mnist_mlp.py --workdir=runs/mnist_mlp \
-               --config.data.idx_dir=../shared/data/mnist
-           (or drop idx_dir to read tfds' prepared `mnist`)
+               --config.data.idx_dir=data/mnist
+           (get data/mnist with `python -m jaxgan.data download mnist --dir=data/mnist`,
+           or drop idx_dir to read tfds' prepared `mnist`)
 Run time:  about 21 ms per iteration on a 2-core CPU: 50,000 iterations ≈ 17 minutes.
 Expected:  recognisable digits in samples_*.png after ~10,000 iterations. Parzen
            log-likelihood (paper: 225 ± 2) comes with the evaluation tools.

@@ -6,7 +6,8 @@ and VEEGAN experiments (PacGAN's code: 128,000 training images, batch 64, Adam 2
 ``config.data.seed`` (jaxgan.data.stacked_mnist).
 
 Command:   python train.py --config=jaxgan/configs/stacked_mnist_dcgan.py \
-               --workdir=runs/stacked_mnist_dcgan --config.data.idx_dir=../shared/data/mnist
+               --workdir=runs/stacked_mnist_dcgan --config.data.idx_dir=data/mnist
+           (get data/mnist with `python -m jaxgan.data download mnist --dir=data/mnist`)
            python -m jaxgan.evaluate --workdir=runs/stacked_mnist_dcgan
 Run time:  about 0.2 s per iteration at batch 64 on a 2-core CPU (5,000 iterations ≈ 15 min;
            building the data ~2 s); seconds on a GPU. The evaluation (26,000 samples,

@@ -11,7 +11,9 @@ Sources:
 * ``ring8`` and ``grid25``, PacGAN's 2-D Gaussian mixtures (Lin et al. 2018),
   embedded and infinite (:func:`mixture`).
 * MNIST-family data from a folder of the four standard IDX ``.gz`` files, read with
-  ``gzip`` and NumPy only (:func:`load_idx`, :func:`load_idx_labels`).
+  ``gzip`` and NumPy only (:func:`load_idx`, :func:`load_idx_labels`); ``python -m
+  jaxgan.data download mnist|fashion_mnist --dir=DIR`` fetches them
+  (:mod:`jaxgan.data.download`), checked against :data:`IDX_CHECKSUMS`.
 * Stacked MNIST (Metz et al. 2017): three random MNIST digits as the RGB channels,
   built deterministically from MNIST's IDX files and a seed (:func:`stacked_mnist`).
 * Any prepared tfds image dataset, read without TensorFlow through
@@ -40,8 +42,10 @@ import numpy as np
 from jaxgan.errors import DataError
 
 __all__ = [
+    "IDX_CHECKSUMS",
     "IDX_FILES",
     "IDX_NAMES",
+    "IDX_TITLES",
     "MIXTURES",
     "STACKED_MNIST",
     "STACKED_MNIST_SIZE",
@@ -49,6 +53,7 @@ __all__ = [
     "Dataset",
     "check_fits",
     "device_memory_bytes",
+    "file_sha256",
     "load",
     "load_idx",
     "load_idx_labels",
@@ -75,6 +80,50 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 """The four standard IDX files, ``(images, labels)`` per split."""
+
+IDX_CHECKSUMS = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": (
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            9_912_422,
+        ),
+        "train-labels-idx1-ubyte.gz": (
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            28_881,
+        ),
+        "t10k-images-idx3-ubyte.gz": (
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            1_648_877,
+        ),
+        "t10k-labels-idx1-ubyte.gz": (
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            4_542,
+        ),
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": (
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            26_421_880,
+        ),
+        "train-labels-idx1-ubyte.gz": (
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            29_515,
+        ),
+        "t10k-images-idx3-ubyte.gz": (
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            4_422_102,
+        ),
+        "t10k-labels-idx1-ubyte.gz": (
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            5_148,
+        ),
+    },
+}
+"""The pinned ``(sha256, bytes)`` of each ``.gz`` file of the known IDX datasets, as the
+mirrors publish them (the values tensorflow-datasets pins; torchvision pins their md5)."""
+
+IDX_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+"""How the known IDX datasets are called in messages."""
 
 _IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions.
 _IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension.
@@ -222,6 +271,42 @@ def _idx_paths(directory: str, split: str) -> tuple[str, str]:
     return os.path.join(directory, images), os.path.join(directory, labels)
 
 
+def file_sha256(path: str) -> str:
+    """The sha256 hex digest of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_not_another_dataset(directory: str, name: str, paths: tuple[str, ...]) -> None:
+    """Refuses the files of another known dataset loaded as ``name`` (e.g. MNIST's files
+    as ``fashion_mnist``, which would train without complaint). Only a file of the size of
+    another dataset's file is hashed: the right files and unknown ones cost a ``stat``."""
+    if name not in IDX_CHECKSUMS:
+        return  # a name of the caller's own: nothing known to compare with
+    others = {
+        (size, sha): other
+        for other, files in IDX_CHECKSUMS.items()
+        if other != name
+        for sha, size in files.values()
+    }
+    sizes = {size for size, _ in others}
+    for path in paths:
+        size = os.path.getsize(path)
+        if size not in sizes:
+            continue
+        other = others.get((size, file_sha256(path)))
+        if other is not None:
+            raise DataError(
+                f"{directory} holds {IDX_TITLES[other]}'s files, not {name}'s "
+                f"({os.path.basename(path)} is {IDX_TITLES[other]}'s, by its sha256): point "
+                f"config.data.idx_dir at a {IDX_TITLES.get(name, name)} folder (python -m "
+                f"jaxgan.data download {name} --dir=DIR)."
+            )
+
+
 def _read_idx(path: str, magic: int) -> np.ndarray:
     """Reads one gzip-compressed unsigned-byte IDX file, checking it is complete."""
     try:
@@ -276,9 +361,13 @@ def load_idx(directory: str, *, name: str = "mnist", split: str = "train") -> Da
       (N, H, W, 1), read-only; (60000, 28, 28, 1) for the MNIST train split.
 
     Raises:
-      DataError: A file is missing, truncated or corrupt, or the split is unknown.
+      DataError: A file is missing, truncated or corrupt, or the split is unknown; or
+        ``name`` is a known dataset (:data:`IDX_CHECKSUMS`) and the files of ``split`` are
+        those of another one (MNIST's files loaded as ``fashion_mnist``). Files of no
+        known checksum, such as synthetic ones, load as any others.
     """
     images_path, labels_path = _idx_paths(directory, split)
+    _check_not_another_dataset(directory, name, (images_path, labels_path))
     images = _read_idx(images_path, _IDX_IMAGES_MAGIC)
     num_labels = _read_idx(labels_path, _IDX_LABELS_MAGIC).shape[0]
     if images.shape[0] != num_labels:
@@ -425,7 +514,7 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
     except Exception as e:
         root = builder.data_dir_root
         if not builder.is_prepared():
-            raise DataError(
+            raise NotPreparedError(
                 f"tfds dataset {name!r} is not prepared in data_dir {str(root)!r}. "
                 + _prepare_hint(name, root)
             ) from e
@@ -474,6 +563,10 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
             )
         images[i] = image
     return _images_dataset(name, images)
+
+
+class NotPreparedError(DataError):
+    """A tfds dataset that is not prepared in the data folder."""
 
 
 # ----------------------------------------------------------------------------
@@ -579,7 +672,17 @@ def load(data_config: Any) -> Dataset:
         return load_idx(idx_dir, name=base, split=split)
     if name in MIXTURES:
         return mixture(name)
-    return load_tfds(name, split=split, data_dir=data_dir)
+    base = name.split(":")[0].split("/")[0]
+    try:
+        return load_tfds(name, split=split, data_dir=data_dir)
+    except NotPreparedError as e:
+        if base not in IDX_NAMES or data_dir:
+            raise
+        raise DataError(  # the fix first: MNIST-family data come from IDX files
+            f"{base} needs its data: python -m jaxgan.data download {base} --dir=data/{base}, "
+            f"then --config.data.idx_dir=data/{base} (or set config.data.data_dir to a folder "
+            f"holding tfds' prepared {base!r})."
+        ) from e
 
 
 # ----------------------------------------------------------------------------
