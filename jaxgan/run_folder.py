@@ -33,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import jax
@@ -63,11 +63,13 @@ __all__ = [
     "flatten_config",
     "jax_settings",
     "open_run",
+    "predated_fields",
     "read_config",
     "read_records",
     "record_session",
     "run_identity",
     "truncate_metrics",
+    "with_fields",
     "write_config",
 ]
 
@@ -314,6 +316,25 @@ def _read_config_file(workdir: str) -> dict[str, Any] | None:
     return saved
 
 
+def predated_fields(workdir: str, config: Any, given: Collection[str]) -> dict[str, Any]:
+    """The fields of ``config`` that the run in ``workdir`` predates and that this
+    invocation does not set (not in ``given``), each with its :data:`LEGACY_VALUES` value
+    where that differs from ``config``'s: what to train with so that an older run, resumed
+    without flags, continues as it was trained. Empty for a new folder."""
+    saved = _read_config_file(workdir)
+    if saved is None:
+        return {}
+    written = set(flatten_config(saved["config"]))
+    if "model.pack" in written:
+        written.add("pack")
+    current = flatten_config(config)
+    return {
+        name: value
+        for name, value in LEGACY_VALUES.items()
+        if name in current and name not in written and name not in given and current[name] != value
+    }
+
+
 def check_can_resume(workdir: str, config: Any, dataset: data_lib.Dataset) -> Any:
     """The config to train ``workdir``'s run with; RunError, touching nothing, when the
     folder holds a run of another config or other data.
@@ -321,7 +342,9 @@ def check_can_resume(workdir: str, config: Any, dataset: data_lib.Dataset) -> An
     For a new folder that is ``config``. For a run to resume it is the run's own config as
     config.json holds it (fields it predates set to their :data:`LEGACY_VALUES`), with the
     fields that may change (:data:`ALLOWED_TO_CHANGE`) taken from ``config``: so a run
-    resumes with what it was trained with, bit for bit.
+    resumes with what it was trained with, bit for bit. A field whose default changed
+    since the run was written is refused, naming it, unless ``config`` has its legacy
+    value (:func:`predated_fields` gives them).
     """
     saved = _read_config_file(workdir)
     if saved is None:
@@ -331,15 +354,23 @@ def check_can_resume(workdir: str, config: Any, dataset: data_lib.Dataset) -> An
     )
     current = run_identity(config.to_dict(), dataset.fingerprint, jax_settings())
     check_resumable(saved_identity, current, workdir)
-    resumed = ml_collections.ConfigDict(config.to_dict())
-    for name, value in saved_identity.items():
-        if name in ALLOWED_TO_CHANGE or name.startswith(("jax.", "data.fingerprint")):
-            continue
-        node, *path = [resumed, *name.split(".")]
+    kept = {
+        name: value
+        for name, value in saved_identity.items()
+        if name not in ALLOWED_TO_CHANGE and not name.startswith(("jax.", "data.fingerprint"))
+    }
+    return with_fields(config, kept)
+
+
+def with_fields(config: Any, values: dict[str, Any]) -> Any:
+    """A copy of ``config`` with the flat fields ``values`` (``"optimizer.b1": 0.5``) set."""
+    out = ml_collections.ConfigDict(config.to_dict())
+    for name, value in values.items():
+        node, *path = [out, *name.split(".")]
         for part in path[:-1]:
             node = node[part]
         node[path[-1]] = value
-    return resumed
+    return out
 
 
 def write_config(workdir: str, config: Any, dataset: data_lib.Dataset) -> None:

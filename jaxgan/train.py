@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             message = f"jax.distributed.initialize failed: {errors.one_line(e)}"
             return errors.report(PROG, errors.ConfigError(message))
     try:
-        return trainer.train_and_evaluate(config, workdir)
+        given = {a[len("--config.") :].partition("=")[0] for a in argv if a.startswith("--config.")}
+        return trainer.train_and_evaluate(config, workdir, given=given)
     except errors.JaxganError as e:
         status = errors.report(PROG, e)
         if isinstance(e, errors.TrainingError):

@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import jax
@@ -108,7 +109,9 @@ def config_warnings(config: Any) -> list[str]:
     return out
 
 
-def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
+def train_and_evaluate(
+    config: Any, workdir: str, *, log=print, given: Collection[str] | None = None
+) -> int:
     """Trains (or resumes) the run in ``workdir``; returns the process exit status.
 
     Data-parallel over every device of every process (``jax.distributed`` must be
@@ -116,6 +119,15 @@ def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
     parameters and optimizer states are replicated, and BatchNorm statistics are
     those of the global batch. Only process 0 writes logs, metrics and pictures; all
     processes write their part of each checkpoint.
+
+    Args:
+      config: the run's config (a preset's, with the user's changes).
+      workdir: the run folder; created, or resumed when it holds a run.
+      log: where messages for the user go.
+      given: the fields the user set (the command line's ``--config.FIELD=``). A run
+        written before a field existed continues with that field's legacy value unless
+        it is among them (:func:`jaxgan.run_folder.predated_fields`). None: the whole
+        config is the caller's choice, and a changed default is refused, naming it.
 
     Returns:
       0 when ``num_steps`` were reached; ``128 + signum`` when SIGINT/SIGTERM stopped
@@ -138,6 +150,13 @@ def train_and_evaluate(config: Any, workdir: str, *, log=print) -> int:
     logging.getLogger("absl").addFilter(quiet)
     try:
         dataset = data_lib.load(config.data)
+        if given is not None:
+            predated = run_folder.predated_fields(workdir, config, given)
+            if predated:
+                values = ", ".join(f"{k}={v!r}" for k, v in predated.items())
+                log(f"{workdir} was written before these fields existed; it continues as it "
+                    f"was trained, with {values}.")  # fmt: skip
+                config = run_folder.with_fields(config, predated)
         config = run_folder.check_can_resume(workdir, config, dataset)
         _check_processes_agree(config, dataset)
         try:

@@ -410,3 +410,18 @@ def test_a_run_under_the_old_penalty_convention_resumes_as_it_was(tmp_path):
     line = _error_line(other)
     assert "r1_gamma: 0.05 -> 0.1 in the papers' terms" in line, line
     assert "penalty_per='sample'" in line
+
+
+def test_fields_a_run_predates_keep_their_old_values_unless_given(tmp_path):
+    config = grid25.get_config()
+    old = config.to_dict()
+    del old["ema_warmup"], old["penalty_per"]  # written before these fields existed
+    record = {"config": old, "dataset": {"name": "grid25", "fingerprint": "x"}}
+    (tmp_path / run_folder.CONFIG_FILE).write_text(json.dumps(record))
+    predated = run_folder.predated_fields(str(tmp_path), config, given=set())
+    assert predated == {"ema_warmup": False, "penalty_per": "sample"}
+    given = run_folder.predated_fields(str(tmp_path), config, given={"ema_warmup"})
+    assert given == {"penalty_per": "sample"}  # set on the command line: the user's choice
+    resumed = run_folder.with_fields(config, predated)
+    assert resumed.ema_warmup is False and config.ema_warmup is True  # a copy
+    assert run_folder.predated_fields(str(tmp_path / "new"), config, given=set()) == {}

@@ -71,6 +71,9 @@ def test_an_old_run_resumes_bit_for_bit(old_runs):
     proc = _run(ROOT, [os.path.join(ROOT, "train.py"), *SHORT, "--config.num_steps=8",
                        f"--workdir={half}"], cwd=old_runs)  # fmt: skip
     assert "Resuming" in proc.stdout and "step 4" in proc.stdout
+    # Defaults changed since 0.1; a run resumed without flags keeps the values it had.
+    assert "continues as it was trained, with " in proc.stdout, proc.stdout
+    assert "ema_warmup=False" in proc.stdout
     step_a, leaves_a = checkpointing.newest_arrays(str(full))
     step_b, leaves_b = checkpointing.newest_arrays(str(half))
     assert step_a == step_b == 8 and leaves_a.keys() == leaves_b.keys()
@@ -81,6 +84,14 @@ def test_an_old_run_resumes_bit_for_bit(old_runs):
         [training(json.loads(line)) for line in open(w / "metrics.jsonl")] for w in (full, half)
     ]
     assert records[0] == records[1]
+    # Asking for the new default explicitly is a different run: refused, naming the field.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
+    refused = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *SHORT, "--config.num_steps=12",
+         "--config.ema_warmup=True", f"--workdir={half}"],
+        cwd=old_runs, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "ema_warmup: False -> True" in refused.stderr
 
 
 def test_an_old_run_samples_bit_for_bit_and_evaluates(old_runs, tmp_path):
@@ -95,11 +106,12 @@ def test_an_old_run_samples_bit_for_bit_and_evaluates(old_runs, tmp_path):
 
 def test_every_step_variant_computes_0_1s_bits(old_tree, tmp_path):
     """Reused noise, k = 2 D updates, packing and R1: the same checkpoint bits as 0.1, under
-    0.1's conventions (penalties per sample, D's schedule per update)."""
+    0.1's conventions (penalties per sample, D's schedule per update, EMA without warm-up)."""
     variant = [*SHORT, "--config.num_steps=4", "--config.fresh_g_noise=False",
                "--config.d_steps=2", "--config.pack=2", "--config.r1_gamma=0.1"]  # fmt: skip
     _run(old_tree, [str(old_tree / "train.py"), *variant, f"--workdir={tmp_path}/old"], tmp_path)
-    legacy = ["--config.penalty_per=sample", "--config.optimizer.schedule_per=update"]
+    legacy = ["--config.penalty_per=sample", "--config.optimizer.schedule_per=update",
+              "--config.ema_warmup=False"]  # fmt: skip
     _run(ROOT, [os.path.join(ROOT, "train.py"), *variant, *legacy, f"--workdir={tmp_path}/new"],
          tmp_path)  # fmt: skip
     _, old = checkpointing.newest_arrays(str(tmp_path / "old"))
