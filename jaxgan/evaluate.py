@@ -2,12 +2,18 @@
 
     python -m jaxgan.evaluate --workdir=DIR [--step=K] [--num_samples=N] [--seed=S]
         [--idx_dir=IDX] [--no_parzen] [--cache_dir=DIR] [--raw] [--seed_index=I]
+        [--inception_weights=FILE [--inception_samples=N] [--inception_split=train]]
 
 writes ``DIR/eval.json``: every metric that applies to the run's dataset, the same
 metrics of real data (the *floor*), and the protocol (sample counts, seeds, splits,
 the classifier's hash, the jaxgan version, the checkpoint step). The samples are those
 of :mod:`jaxgan.sampling` with noise seed ``S`` (default 0, as the trainer's ``eval_*``
 metrics), so at the same checkpoint and sample count the numbers are the trainer's.
+
+With ``--inception_weights`` (or ``$JAXGAN_INCEPTION_WEIGHTS``) naming pytorch-fid's
+weights file, the papers' metrics are added on any image dataset: FID, KID, IS, precision
+and recall, density and coverage on 50,000 samples against the real split's features,
+computed once and cached (docs/EVALUATION.md).
 
 The metrics are :mod:`jaxgan.metrics`; the per-dataset evaluators
 :mod:`jaxgan.evaluators`. (Their names were importable from this module before 0.2 and
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +33,8 @@ from typing import Any
 import jax
 
 import jaxgan
-from jaxgan import errors, evaluators, files, metrics, run_folder, sampling
+from jaxgan import data as data_lib
+from jaxgan import errors, evaluators, files, inception_features, metrics, run_folder, sampling
 
 PROG = "jaxgan.evaluate"
 
@@ -43,43 +51,87 @@ def evaluate_run(
     parzen: bool = True,
     kid_subsets: int = 100,
     cache_dir: str | None = None,
+    inception: inception_features.InceptionWeights | None = None,
+    inception_samples: int | None = None,
+    inception_split: str = "train",
+    inception_real_num: int = evaluators.INCEPTION_REAL_NUM,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluates a run folder's checkpoint; returns eval.json's record.
 
     The samples come from the EMA generator, or from G's own parameters when ``raw``.
     ``num_samples`` defaults to the run's ``num_eval_samples`` on 2-D data and to the
-    evaluator's default on image data.
+    evaluator's default on image data. With ``inception`` (the network's weights), the
+    Inception metrics of :func:`jaxgan.evaluators.make_inception_evaluator` are added, on
+    ``inception_samples`` samples (default 50,000) of the same noise seed.
 
     Raises:
       jaxgan.errors.JaxganError: with a one-line message for the user.
     """
     saved = run_folder.read_config(workdir)
     config, dataset = saved.config, saved.dataset
+    idx_dir = idx_dir or config.data.get("idx_dir", "") or None
     if num_samples is None and dataset.kind == "mixture":
         num_samples = config.get("num_eval_samples", None) or None
-    # The evaluator first: missing real data is reported before any checkpoint is read.
-    evaluator = evaluators.make_evaluator(
-        dataset,
-        output_range=saved.gan.models.output_range,
-        idx_dir=idx_dir or config.data.get("idx_dir", "") or None,
-        num_samples=num_samples,
-        parzen=parzen,
-        kid_subsets=kid_subsets,
-        cache_dir=cache_dir,
-        log=log,
-    )
+    if inception is not None and dataset.kind != "images":
+        raise errors.EvaluationError(
+            f"Inception metrics need images; {dataset.name!r} is 2-D data (its metric is mode "
+            "coverage): evaluate without --inception_weights."
+        )
+    # The evaluators first: missing real data is reported before any checkpoint is read.
+    chosen = []
+    try:
+        chosen.append(
+            evaluators.make_evaluator(
+                dataset,
+                output_range=saved.gan.models.output_range,
+                idx_dir=idx_dir,
+                num_samples=num_samples,
+                parzen=parzen,
+                kid_subsets=kid_subsets,
+                cache_dir=cache_dir,
+                log=log,
+            )
+        )
+    except errors.EvaluationError:
+        if inception is None or dataset.name in (*data_lib.IDX_NAMES, data_lib.STACKED_MNIST):
+            raise  # no evaluation at all, or this dataset's own evaluation cannot run
+    if inception is not None:
+        data_config = {**config.data.to_dict(), "idx_dir": idx_dir or ""}
+
+        def load_split(split: str) -> data_lib.Dataset:
+            return data_lib.load(types.SimpleNamespace(**{**data_config, "split": split}))
+
+        chosen.append(
+            evaluators.make_inception_evaluator(
+                inception,
+                load_split,
+                dataset_name=dataset.name,
+                output_range=saved.gan.models.output_range,
+                split=inception_split,
+                floor_split=_other_split(inception_split),
+                num_samples=inception_samples,
+                real_num=inception_real_num,
+                kid_subsets=kid_subsets,
+                cache_dir=os.path.join(cache_dir, "inception") if cache_dir else None,
+                log=log,
+            )
+        )
     run = run_folder.open_run(workdir, step=step, seed_index=seed_index, log=log)
-    if log is not None:
-        log(f"Evaluating {workdir} on {evaluator.num_samples} samples ...")
-    scores = evaluator(lambda num: run.sample(num, seed, ema=not raw))
+    scores, floor, protocol = {}, {}, {}
+    for evaluator in chosen:
+        if log is not None:
+            log(f"Evaluating {workdir} on {evaluator.num_samples} samples ...")
+        scores.update(evaluator(lambda num: run.sample(num, seed, ema=not raw)))
+        floor.update(evaluator.floor)
+        protocol.update(evaluator.protocol)
     generator = "raw" if raw else "EMA" if config.ema_decay > 0 else "raw (ema_decay 0)"
     return {
         "step": run.step,
         "metrics": scores,
-        "real_data_floor": evaluator.floor,
+        "real_data_floor": floor,
         "protocol": {
-            **evaluator.protocol,
+            **protocol,
             "dataset": run.dataset.name,
             "dataset_fingerprint": run.fingerprint or None,
             "checkpoint_step": run.step,
@@ -91,6 +143,12 @@ def evaluate_run(
             "backend": jax.default_backend(),
         },
     }
+
+
+def _other_split(split: str) -> str | None:
+    """The floor's split beside the reference split: test beside train, and back."""
+    base = split.split("[")[0]
+    return {"train": "test", "test": "train"}.get(base)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,16 +190,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache_dir",
         default=None,
-        help="classifier cache folder (default: $JAXGAN_CACHE/classifiers, or "
-        "~/.cache/jaxgan/classifiers)",
+        help="classifier cache folder, with the real Inception statistics in its inception/ "
+        "(default: $JAXGAN_CACHE/classifiers and $JAXGAN_CACHE/inception, or the same in "
+        "~/.cache/jaxgan)",
     )
+    parser.add_argument(
+        "--inception_weights", default=os.environ.get(inception_features.ENV_VAR) or None,
+        help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds FID, KID, IS, "
+        "precision/recall and density/coverage on the FID Inception network (default: "
+        f"${inception_features.ENV_VAR}; checked by its sha256, read without torch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inception_samples", type=int, default=evaluators.INCEPTION_NUM_SAMPLES,
+        help=f"samples of the Inception metrics (default {evaluators.INCEPTION_NUM_SAMPLES:,})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inception_split", default="train",
+        help="real split the Inception metrics compare with (default train; the floor is "
+        "the other split)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inception_real_num", type=int, default=evaluators.INCEPTION_REAL_NUM,
+        help=f"images of that split (default {evaluators.INCEPTION_REAL_NUM:,}, its start)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.num_samples is not None and args.num_samples < 2:
         parser.error("--num_samples must be at least 2")
     if args.kid_subsets < 1:
         parser.error("--kid_subsets must be positive")
+    if args.inception_samples < 2 or args.inception_real_num < 2:
+        parser.error("--inception_samples and --inception_real_num must be at least 2")
     log = lambda message: print(message, file=sys.stderr)
     try:
+        inception = None
+        if args.inception_weights:
+            inception = inception_features.load_weights(args.inception_weights)
         record = evaluate_run(
             args.workdir,
             step=args.step,
@@ -153,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             parzen=not args.no_parzen,
             kid_subsets=args.kid_subsets,
             cache_dir=args.cache_dir,
+            inception=inception,
+            inception_samples=args.inception_samples,
+            inception_split=args.inception_split,
+            inception_real_num=args.inception_real_num,
             log=log,
         )
     except errors.JaxganError as e:

@@ -9,7 +9,8 @@ jaxgan.evaluate`` calls one on a checkpoint. Both draw the samples with
 
 * 2-D mixtures (``ring8``, ``grid25``): :func:`jaxgan.metrics.mode_coverage` (PacGAN: 2,500
   samples).
-* ``mnist``, ``fashion_mnist``: FID, KID and classifier score on the features of
+* ``mnist``, ``fashion_mnist``: FID, KID, classifier score, precision and recall (k = 3)
+  and density and coverage (k = 5) on the features of
   :func:`jaxgan.classifier.get_classifier` against the whole test split (10,000 samples by
   default); the floor is the same of an equal-sized subset of ``train[:50000]``
   (:func:`real_data_floor`). On ``mnist`` also the Parzen log-likelihood of Goodfellow et
@@ -33,7 +34,7 @@ from jax.typing import ArrayLike
 
 from jaxgan import classifier as classifier_lib
 from jaxgan import data as data_lib
-from jaxgan import metrics
+from jaxgan import inception_features, metrics
 from jaxgan.errors import EvaluationError
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Evaluator",
     "feature_floor",
     "make_evaluator",
+    "make_inception_evaluator",
     "real_data_floor",
 ]
 
@@ -53,6 +55,10 @@ PARZEN_VALIDATION = (50_000, 51_000)  # 1,000 images of train[50000:60000]
 TRAIN_SUBSET_RANGE = 50_000  # the real subset comes from train[:50000], apart from validation
 KID_SUBSET_SIZE = 1000
 SCORE_SPLITS = 10
+INCEPTION_NUM_SAMPLES = 50_000  # as the papers: FID and IS of 50,000 samples
+INCEPTION_REAL_NUM = 50_000  # real images of the reference split (all, for CIFAR-10 train)
+PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019
+DENSITY_COVERAGE_K = 5  # Naeem et al. 2020
 
 
 @dataclasses.dataclass
@@ -193,7 +199,8 @@ def feature_floor(
     ``kid`` compare its features with the test split's; ``classifier_score`` is its score.
 
     Returns:
-      ``{"fid", "kid", "kid_std", "classifier_score", "classifier_score_std"}``.
+      ``{"fid", "kid", "kid_std", "classifier_score", "classifier_score_std", "precision",
+      "recall", "density", "coverage"}``.
     """
     return metrics.feature_metrics(
         real.train_features,
@@ -203,6 +210,7 @@ def feature_floor(
         kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size,
         score_splits=SCORE_SPLITS,
+        prdc=True,
     )
 
 
@@ -262,6 +270,7 @@ def _image_evaluator(
             kid_subsets=kid_subsets,
             kid_subset_size=KID_SUBSET_SIZE,
             score_splits=SCORE_SPLITS,
+            prdc=True,
         )
         if parzen:
             out.update(parzen_metrics(samples01))
@@ -281,6 +290,8 @@ def _image_evaluator(
             "seed": metric_seed,
         },
         "classifier_score_splits": SCORE_SPLITS,
+        "precision_recall_k": PRECISION_RECALL_K,
+        "density_coverage_k": DENSITY_COVERAGE_K,
     }
     if parzen:
         protocol["parzen"] = {
@@ -321,3 +332,120 @@ def _stacked_evaluator(
         "metric_seed": metric_seed,
     }
     return Evaluator(data_lib.STACKED_MNIST, num, floor, protocol, run)
+
+
+# ----------------------------------------------------------------------------- Inception
+def make_inception_evaluator(
+    weights: inception_features.InceptionWeights,
+    load_split: Callable[[str], data_lib.Dataset],
+    *,
+    dataset_name: str,
+    output_range: tuple[float, float],
+    split: str = "train",
+    floor_split: str | None = "test",
+    num_samples: int | None = None,
+    real_num: int = INCEPTION_REAL_NUM,
+    metric_seed: int = 0,
+    kid_subsets: int = 100,
+    cache_dir: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Evaluator:
+    """The papers' metrics on the FID Inception network's features, for any image data.
+
+    ``inception_fid``, ``inception_kid`` (± ``inception_kid_se``), ``inception_is`` (10
+    splits, ± ``inception_is_std``), ``inception_precision`` and ``inception_recall``
+    (k = 3), ``inception_density`` and ``inception_coverage`` (k = 5), all against the
+    first ``real_num`` images of ``split``, whose features are computed once and cached
+    (:func:`jaxgan.inception_features.real_statistics`). The floor is the same metrics of
+    real images of ``floor_split`` in place of the samples (as many as the samples, at
+    most the split), cached too.
+
+    Args:
+      weights: the network (:func:`jaxgan.inception_features.load_weights`).
+      load_split: ``split -> Dataset`` of the real uint8 images.
+      dataset_name: for the cache and the protocol.
+      output_range: the generator's output range, to map samples to [0, 1].
+      split: the reference split (``train``, as CIFAR-10's published FIDs).
+      floor_split: the split of the floor; None for no floor.
+      num_samples: samples per evaluation (default :data:`INCEPTION_NUM_SAMPLES`).
+      real_num: images of the reference split.
+      metric_seed: KID's subset seed.
+      kid_subsets: KID's number of subsets of 1,000.
+      cache_dir: the statistics' cache (default: see :mod:`jaxgan.inception_features`).
+      log: progress lines.
+
+    Raises:
+      EvaluationError: the data are not images or a split cannot be read.
+    """
+    num = num_samples or INCEPTION_NUM_SAMPLES
+
+    def statistics(which: str, count: int) -> inception_features.RealStatistics:
+        try:
+            data = load_split(which)
+        except data_lib.DataError as e:
+            raise EvaluationError(f"No {which} split of {dataset_name!r}: {e}") from e
+        if data.kind != "images":
+            raise EvaluationError(f"Inception metrics need images; {dataset_name!r} is 2-D data")
+        return inception_features.real_statistics(
+            weights, lambda: data.arrays["images"], dataset=dataset_name,
+            fingerprint=data.fingerprint, split=which, num=count, cache_dir=cache_dir, log=log,
+        )  # fmt: skip
+
+    reference = statistics(split, real_num)
+    floor: dict[str, float] = {}
+    floor_count = None
+    if floor_split is not None:
+        held_out = statistics(floor_split, num)
+        floor_count = len(held_out.features)
+        floor = _inception_metrics(
+            held_out.features, held_out.inception_score, reference, metric_seed, kid_subsets
+        )
+
+    def run(samples: np.ndarray) -> dict[str, float]:
+        features, logits = inception_features.extract(
+            weights, lambda a, b: metrics.to_unit_interval(samples[a:b], output_range),
+            len(samples), what="samples", log=log,
+        )  # fmt: skip
+        score = metrics.inception_score(logits, splits=min(SCORE_SPLITS, len(logits)))
+        return _inception_metrics(features, score, reference, metric_seed, kid_subsets)
+
+    protocol = {
+        **inception_features.PROTOCOL,
+        "weights_sha256": weights.sha256,
+        "weights_file": weights.path,
+        "num_samples": num,
+        "real": f"{dataset_name} {split} split, first {len(reference.features)} images "
+        f"(requested {real_num})",
+        "real_fingerprint": reference.key["fingerprint"],
+        "real_statistics_cache": reference.path,
+        "floor": None
+        if floor_split is None
+        else f"{floor_count} images of {dataset_name} {floor_split} in place of the samples",
+        "kid": {"num_subsets": kid_subsets, "subset_size": KID_SUBSET_SIZE, "seed": metric_seed},
+        "precision_recall_k": PRECISION_RECALL_K,
+        "density_coverage_k": DENSITY_COVERAGE_K,
+        "inception_score_splits": SCORE_SPLITS,
+    }
+    return Evaluator(dataset_name, num, floor, {"inception": protocol}, run)
+
+
+def _inception_metrics(features, score, reference, seed, kid_subsets) -> dict[str, float]:
+    features = np.asarray(features, np.float64)
+    kid = metrics.kid_with_standard_error(
+        features, reference.features, num_subsets=kid_subsets, subset_size=KID_SUBSET_SIZE,
+        seed=seed,
+    )  # fmt: skip
+    pr = metrics.precision_recall(reference.features, features, k=PRECISION_RECALL_K)
+    dc = metrics.density_coverage(reference.features, features, k=DENSITY_COVERAGE_K)
+    out = {
+        "fid": metrics.frechet_distance(
+            features.mean(axis=0), np.cov(features, rowvar=False), reference.mu, reference.sigma
+        ),
+        "kid": kid["kid"],
+        "kid_se": kid["kid_se"],
+        "is": score[0],
+        "is_std": score[1],
+        **pr,
+        **dc,
+    }
+    return {f"inception_{k}": float(v) for k, v in out.items()}

@@ -12,8 +12,12 @@ gives the protocols).
   histogram over the modes.
 * :func:`frechet_distance`, :func:`frechet_distance_from_features`: FID's formula
   (Heusel et al. 2017) on any features.
-* :func:`kernel_inception_distance`: KID (Bińkowski et al. 2018).
-* :func:`classifier_score`: the Inception Score's formula (Salimans et al. 2016).
+* :func:`kernel_inception_distance`, :func:`kid_with_standard_error`: KID (Bińkowski
+  et al. 2018), with the standard error over subsets.
+* :func:`classifier_score`: the Inception Score's formula (Salimans et al. 2016);
+  :func:`inception_score`: the papers' IS, from the 1008 logits in 10 splits.
+* :func:`precision_recall`, :func:`density_coverage`: k-NN manifold metrics
+  (Kynkäänniemi et al. 2019; Naeem et al. 2020) on any features, in row blocks.
 * :func:`parzen_log_likelihood`, :func:`parzen_select_sigma`: the Parzen-window
   estimate of Goodfellow et al. 2014 (goodfeli/adversarial ``parzen_ll.py``).
 * :func:`stacked_mnist_modes`: modes and KL on Stacked MNIST (Metz et al. 2017;
@@ -37,14 +41,18 @@ __all__ = [
     "PUBLISHED_PARZEN",
     "PUBLISHED_STACKED_MNIST",
     "classifier_score",
+    "density_coverage",
     "feature_metrics",
     "frechet_distance",
     "frechet_distance_from_features",
+    "inception_score",
     "kernel_inception_distance",
+    "kid_with_standard_error",
     "mean_and_standard_error",
     "mode_coverage",
     "parzen_log_likelihood",
     "parzen_select_sigma",
+    "precision_recall",
     "stacked_mnist_modes",
     "to_unit_interval",
 ]
@@ -128,7 +136,7 @@ def mode_coverage(samples: ArrayLike, means: ArrayLike, std: float) -> dict[str,
 
 
 # ============================================================================
-# Feature metrics: FID, KID, classifier score
+# Feature metrics: FID, KID, classifier score, Inception Score
 # ============================================================================
 
 
@@ -225,8 +233,9 @@ def kernel_inception_distance(
                - 2 Σ_{i,j} k(x_i, y_j) / m²
 
     KID is the mean over ``num_subsets`` subsets; the standard deviation over them is
-    returned too, as Bińkowski et al. report it. An unbiased estimate can be slightly
-    negative when the sets come from one distribution.
+    returned too, as Bińkowski et al. report it (:func:`kid_with_standard_error` adds
+    the standard error of the mean). An unbiased estimate can be slightly negative when
+    the sets come from one distribution.
 
     Args:
       f1: features ``[N1, d]``.
@@ -249,6 +258,57 @@ def kernel_inception_distance(
       Bińkowski, Sutherland, Arbel and Gretton, Demystifying MMD GANs, ICLR 2018
       (``polynomial_mmd_averages`` in their code).
     """
+    values = _kid_values(f1, f2, num_subsets, subset_size, seed)
+    return float(values.mean()), float(values.std())
+
+
+def kid_with_standard_error(
+    f1: ArrayLike,
+    f2: ArrayLike,
+    *,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """:func:`kernel_inception_distance` with the standard error of its mean too.
+
+    The same subsets and values as :func:`kernel_inception_distance` for the same
+    arguments. ``kid_std`` is the standard deviation of MMD² over the subsets (ddof 0),
+    the number that torch-fidelity reports as ``kernel_inception_distance_std`` and
+    Bińkowski et al. as KID's ±; ``kid_se = kid_std / √num_subsets`` is the standard
+    error of the mean over the subsets, as :func:`mean_and_standard_error` computes it.
+    The subsets are redrawn from the same two finite sets, so the se measures only the
+    noise of the subset draw, not that of drawing the features themselves.
+
+    Args:
+      f1: features ``[N1, d]``.
+      f2: features ``[N2, d]``.
+      num_subsets: number of subsets.
+      subset_size: ``m``; capped at ``min(N1, N2)``.
+      seed: seed of the subsets (``np.random.default_rng``).
+
+    Returns:
+      ``{"kid": mean, "kid_std": std, "kid_se": std / √num_subsets}`` of MMD² over the
+      subsets.
+
+    Example:
+      >>> import numpy as np
+      >>> f = np.random.default_rng(0).normal(size=(200, 4))
+      >>> out = kid_with_standard_error(f, f + 1.0, num_subsets=4, subset_size=100)
+      >>> sorted(out), out["kid_se"] == out["kid_std"] / 2
+      (['kid', 'kid_se', 'kid_std'], True)
+
+    References:
+      Bińkowski, Sutherland, Arbel and Gretton, Demystifying MMD GANs, ICLR 2018;
+      torch-fidelity (Obukhov et al.), ``kernel_inception_distance_std``.
+    """
+    values = _kid_values(f1, f2, num_subsets, subset_size, seed)
+    kid, kid_se = mean_and_standard_error(values)
+    return {"kid": kid, "kid_std": float(values.std()), "kid_se": kid_se}
+
+
+def _kid_values(f1, f2, num_subsets, subset_size, seed) -> np.ndarray:
+    """MMD² ``[num_subsets]`` of each subset pair (see :func:`kernel_inception_distance`)."""
     f1, f2 = _features(f1, "f1"), _features(f2, "f2")
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature widths differ: {f1.shape} vs {f2.shape}")
@@ -268,7 +328,7 @@ def kernel_inception_distance(
         k_xy = (x @ y.T / d + 1.0) ** 3
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
         values[i] = within - 2.0 * k_xy.mean()
-    return float(values.mean()), float(values.std())
+    return values
 
 
 def classifier_score(probs: ArrayLike, *, splits: int = 1) -> tuple[float, float]:
@@ -312,6 +372,265 @@ def classifier_score(probs: ArrayLike, *, splits: int = 1) -> tuple[float, float
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def inception_score(
+    logits_or_probs: ArrayLike, *, splits: int = 10, from_logits: bool = True
+) -> tuple[float, float]:
+    """The Inception Score as the papers compute it: splits of ``exp E_x KL(p(y|x) || p(y))``.
+
+    As Salimans et al.'s code (openai/improved-gan ``inception_score.py``): ``p(y|x)`` is
+    the softmax of the Inception network's 1008-way logits, which that code takes as
+    ``pool_3`` times the weights of ``softmax/logits/MatMul``, without the bias (pass
+    those logits; 1008 is the width of that graph, not required here). The N samples are
+    cut into ``splits`` consecutive parts at ``i · N // splits``, in the given order (no
+    shuffle; torch-fidelity shuffles first); each part's score is
+    :func:`classifier_score`'s formula with that part's own ``p(y)``, and the mean and
+    standard deviation (ddof 0) over the parts are returned. When ``splits`` does not
+    divide N the later parts are the longer ones, as in the original code (``np.array_split``
+    would lengthen the first ones instead).
+
+    Args:
+      logits_or_probs: logits ``[N, K]`` (``from_logits=True``) or class probabilities
+        ``[N, K]`` whose rows sum to 1 (``from_logits=False``).
+      splits: number of parts (10 in the papers); ``1 <= splits <= N``.
+      from_logits: whether the input is logits (softmax taken here, in float64).
+
+    Returns:
+      ``(mean, std)`` of the score over the parts.
+
+    Example:
+      >>> import numpy as np
+      >>> inception_score(np.zeros((20, 1008)))  # every sample the same prediction
+      (1.0, 0.0)
+      >>> score, std = inception_score(100.0 * np.tile(np.eye(5), (10, 1)))  # confident
+      >>> round(score, 12), std  # 5 classes evenly in each split
+      (5.0, 0.0)
+      >>> mixed = np.concatenate([np.tile(np.eye(2)[0], (2, 1)), np.eye(2)])
+      >>> inception_score(mixed, splits=2, from_logits=False)  # parts score 1 and 2
+      (1.5, 0.5)
+
+    References:
+      Salimans et al., Improved techniques for training GANs, 2016; Barratt and Sharma,
+      A note on the Inception Score, 2018 (the 1008 logits and the splits).
+    """
+    x = np.asarray(logits_or_probs, np.float64)
+    if x.ndim != 2 or splits < 1 or x.shape[0] < splits:
+        raise ValueError(
+            f"logits_or_probs [N, K] with N >= splits >= 1 needed, got shape {x.shape}, "
+            f"splits {splits}"
+        )
+    if not np.all(np.isfinite(x)):
+        raise ValueError("logits_or_probs must be finite (no NaN or inf)")
+    if from_logits:
+        probs = np.exp(x - x.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+    else:
+        row_sums = x.sum(axis=1)
+        if np.any(x < 0) or np.max(np.abs(row_sums - 1.0)) > 1e-3:
+            raise ValueError(
+                "from_logits=False needs probabilities (>= 0, rows summing to 1); got "
+                f"rows summing to {row_sums.min():.6g}..{row_sums.max():.6g} "
+                "(pass from_logits=True for logits)"
+            )
+        probs = x
+    n = probs.shape[0]
+    scores = [
+        classifier_score(probs[i * n // splits : (i + 1) * n // splits])[0] for i in range(splits)
+    ]
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+# ============================================================================
+# k-NN manifolds: precision, recall, density, coverage
+# ============================================================================
+
+
+def precision_recall(
+    real_features: ArrayLike, fake_features: ArrayLike, *, k: int = 3, chunk: int = 500
+) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of k-NN manifolds.
+
+    Each sample ``x`` of a set gets a ball of radius ``NND_k(x)``, the distance to its
+    k-th nearest neighbour in its own set (the point itself excluded); the union of a
+    set's balls estimates its manifold. With real samples ``X`` (N rows) and fake ``Y``
+    (M rows)::
+
+      precision = (1/M) Σ_j 1[∃ i: ||Y_j - X_i|| <= NND_k(X_i)]
+      recall    = (1/N) Σ_i 1[∃ j: ||X_i - Y_j|| <= NND_k(Y_j)]
+
+    ``<=`` (a point on a ball's boundary is inside) as the authors' reference code
+    (``precision_recall.py``, on squared distances); the prdc package uses ``<``, which
+    differs only for a fake sample exactly on a radius. Distances are computed in
+    float64 from ``||a||² + ||b||² - 2 a·b`` (after centring both sets on the real mean,
+    which shortens the vectors and so the cancellation; below 0 from rounding counts as
+    0), in blocks of ``chunk`` rows: memory is about ``2 · chunk · max(N, M)`` float64
+    values besides the float64 copies of the features, never ``N × M``. The time is
+    three matrix products, ``(N² + M² + NM) · d`` multiply-adds: 9 s for 5,000 × 5,000
+    samples of 2,048 features on 2 CPU cores, so about a quarter of an hour for 50,000.
+
+    Args:
+      real_features: features ``[N, d]`` of real samples, N > k.
+      fake_features: features ``[M, d]`` of generated samples, M > k.
+      k: the neighbourhood size (3 in the paper).
+      chunk: rows per block of distances.
+
+    Returns:
+      ``{"precision", "recall"}``, each in [0, 1].
+
+    Example:
+      >>> import numpy as np
+      >>> cluster = np.random.default_rng(0).normal(size=(50, 2))
+      >>> real = np.concatenate([cluster, cluster + 100.0])  # two modes
+      >>> precision_recall(real, real[:50])  # one mode dropped: all inside, half missed
+      {'precision': 1.0, 'recall': 0.5}
+      >>> precision_recall(real, real + 1000.0)
+      {'precision': 0.0, 'recall': 0.0}
+
+    References:
+      Kynkäänniemi, Karras, Laine, Lehtinen and Aila, Improved precision and recall
+      metric for assessing generative models, NeurIPS 2019.
+    """
+    out = _manifold_metrics(real_features, fake_features, (k,), chunk, recall=True)[k]
+    return {"precision": out["precision"], "recall": out["recall"]}
+
+
+def density_coverage(
+    real_features: ArrayLike, fake_features: ArrayLike, *, k: int = 5, chunk: int = 500
+) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020) of fake samples against real k-NN balls.
+
+    With the real balls ``B(X_i, NND_k(X_i))`` of :func:`precision_recall` (the k-th
+    nearest other real sample; only real balls are used), N real and M fake samples::
+
+      density  = 1/(kM) Σ_j Σ_i 1[||Y_j - X_i|| <= NND_k(X_i)]
+      coverage = (1/N) Σ_i 1[∃ j: ||X_i - Y_j|| <= NND_k(X_i)]
+
+    Density counts how many real balls each fake sample lies in (its expectation is 1
+    when both sets are drawn independently from one distribution; it is not bounded by
+    1); coverage is the fraction of real balls that hold at least one fake sample.
+    Ties count as inside (``<=``, as :func:`precision_recall`); the authors' prdc
+    package uses ``<``. The difference shows on duplicated points: for two identical
+    sets (no ties between distinct distances) every real ball holds its centre's copy
+    and its k neighbours' copies, the k-th on the boundary, so density is exactly
+    ``(k + 1) / k`` here and 1 in prdc; coverage is 1 in both. Distances, memory and
+    time as :func:`precision_recall`, less the fake set's own k-NN pass.
+
+    Args:
+      real_features: features ``[N, d]`` of real samples, N > k.
+      fake_features: features ``[M, d]`` of generated samples, M > k.
+      k: the neighbourhood size (5 in the paper).
+      chunk: rows per block of distances.
+
+    Returns:
+      ``{"density", "coverage"}``: density ≥ 0, coverage in [0, 1].
+
+    Example:
+      >>> import numpy as np
+      >>> real = np.random.default_rng(0).normal(size=(100, 8))
+      >>> density_coverage(real, real.copy())  # (k + 1) / k with <=
+      {'density': 1.2, 'coverage': 1.0}
+      >>> density_coverage(real, real + 100.0)
+      {'density': 0.0, 'coverage': 0.0}
+
+    References:
+      Naeem, Oh, Uh, Choi and Yoo, Reliable fidelity and diversity metrics for
+      generative models, ICML 2020 (clovaai/generative-evaluation-prdc).
+    """
+    out = _manifold_metrics(real_features, fake_features, (k,), chunk, recall=False)[k]
+    return {"density": out["density"], "coverage": out["coverage"]}
+
+
+def _squared_distances(a, a_sq, b, b_sq) -> np.ndarray:
+    """``||a_i - b_j||²`` ``[len(a), len(b)]`` from the norms; below 0 from rounding -> 0.
+
+    ``a`` is copied (``chunk × d``, cheap) so that numpy never sees ``x @ x.T`` and
+    switches to its symmetric product: every block is then the same kind of product,
+    and a fake set equal to the real one gets the very distances of the real k-NN pass.
+    """
+    d2 = a.copy() @ b.T
+    d2 *= -2.0
+    d2 += a_sq[:, None]
+    d2 += b_sq[None, :]
+    return np.maximum(d2, 0.0, out=d2)
+
+
+def _kth_neighbour_squared_distances(x, x_sq, ks, chunk) -> np.ndarray:
+    """``NND_k(x_i)²`` ``[len(ks), N]``: squared distance to the k-th nearest other row."""
+    n = x.shape[0]
+    kth = [k - 1 for k in ks]
+    out = np.empty((len(ks), n))
+    for begin in range(0, n, chunk):
+        end = min(begin + chunk, n)
+        block = _squared_distances(x[begin:end], x_sq[begin:end], x, x_sq)
+        block[np.arange(end - begin), np.arange(begin, end)] = np.inf  # not its own neighbour
+        block.partition(kth, axis=1)
+        out[:, begin:end] = block[:, kth].T
+    return out
+
+
+def _manifold_metrics(real, fake, ks, chunk, *, recall) -> dict[int, dict[str, float]]:
+    """Precision, density, coverage (and recall if asked) for each k of ``ks``, sharing
+    one pass of distances; the fake set's own k-NN pass is made only for recall."""
+    real = np.asarray(real, np.float64)
+    fake = np.asarray(fake, np.float64)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1] or real.shape[1] < 1:
+        raise ValueError(
+            "real_features [N, d] and fake_features [M, d] of the same d >= 1 needed, got "
+            f"shapes {real.shape} and {fake.shape}"
+        )
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+    k_max = max(ks)
+    for name, f in (("real_features", real), ("fake_features", fake)):
+        if f.shape[0] <= k_max:
+            raise ValueError(
+                f"{name}: more than k = {k_max} rows needed (a k-th nearest neighbour other "
+                f"than the point itself), got shape {f.shape}"
+            )
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    ks = tuple(sorted({int(k) for k in ks}))
+    # Distances do not change under a shift; centring shortens the vectors and so the
+    # cancellation in ||a||² + ||b||² - 2 a·b.
+    centre = real.mean(axis=0)
+    real, fake = real - centre, fake - centre
+    real_sq, fake_sq = np.einsum("ij,ij->i", real, real), np.einsum("ij,ij->i", fake, fake)
+    real_r2 = _kth_neighbour_squared_distances(real, real_sq, ks, chunk)
+    if recall:
+        fake_r2 = _kth_neighbour_squared_distances(fake, fake_sq, ks, chunk)
+    n, m = real.shape[0], fake.shape[0]
+    balls_per_fake = np.zeros((len(ks), m), np.int64)  # real balls holding each fake
+    covered = np.zeros((len(ks), n), bool)  # real balls holding some fake
+    real_inside = np.zeros((len(ks), n), bool)  # real samples in some fake ball
+    for begin in range(0, n, chunk):
+        end = min(begin + chunk, n)
+        d2 = _squared_distances(real[begin:end], real_sq[begin:end], fake, fake_sq)
+        nearest_fake = d2.min(axis=1)
+        for i in range(len(ks)):
+            radii2 = real_r2[i, begin:end]
+            balls_per_fake[i] += np.count_nonzero(d2 <= radii2[:, None], axis=0)
+            covered[i, begin:end] = nearest_fake <= radii2
+            if recall:
+                real_inside[i, begin:end] = np.any(d2 <= fake_r2[i][None, :], axis=1)
+    out = {}
+    for i, k in enumerate(ks):
+        out[k] = {
+            "precision": float(np.mean(balls_per_fake[i] > 0)),
+            "density": float(np.mean(balls_per_fake[i]) / k),
+            "coverage": float(np.mean(covered[i])),
+        }
+        if recall:
+            out[k]["recall"] = float(np.mean(real_inside[i]))
+    return out
+
+
+# ============================================================================
+# All feature metrics of one evaluation
+# ============================================================================
+
+
 def feature_metrics(
     features: ArrayLike,
     probs: ArrayLike,
@@ -321,8 +640,14 @@ def feature_metrics(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     score_splits: int = 10,
+    prdc: bool = False,
 ) -> dict[str, float]:
     """FID, KID and classifier score of one set of classifier outputs against real features.
+
+    With ``prdc=True`` the k-NN manifold metrics are added, from one shared pass of
+    distances: :func:`precision_recall` at k = 3 (Kynkäänniemi et al.'s choice) and
+    :func:`density_coverage` at k = 5 (Naeem et al.'s), with ``real_features`` as the
+    real set and ``features`` as the fake one (both need more than 5 rows).
 
     Args:
       features: features ``[N, d]`` of the evaluated images.
@@ -332,21 +657,39 @@ def feature_metrics(
       kid_subsets: KID's number of subsets.
       kid_subset_size: KID's subset size.
       score_splits: parts of the classifier score (capped at N).
+      prdc: whether to add precision, recall, density and coverage.
 
     Returns:
-      ``{"fid", "kid", "kid_std", "classifier_score", "classifier_score_std"}``.
+      ``{"fid", "kid", "kid_std", "classifier_score", "classifier_score_std"}``, and
+      with ``prdc`` also ``"precision"``, ``"recall"`` (k = 3), ``"density"`` and
+      ``"coverage"`` (k = 5).
+
+    Example:
+      >>> import numpy as np
+      >>> rng = np.random.default_rng(0)
+      >>> real, fake = rng.normal(size=(50, 4)), rng.normal(size=(40, 4))
+      >>> probs = np.full((40, 3), 1 / 3)
+      >>> sorted(feature_metrics(fake, probs, real, kid_subsets=2, prdc=True))[:4]
+      ['classifier_score', 'classifier_score_std', 'coverage', 'density']
     """
     kid, kid_std = kernel_inception_distance(
         features, real_features, num_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed
     )
     score, score_std = classifier_score(probs, splits=min(score_splits, len(probs)))
-    return {
+    out = {
         "fid": frechet_distance_from_features(features, real_features),
         "kid": kid,
         "kid_std": kid_std,
         "classifier_score": score,
         "classifier_score_std": score_std,
     }
+    if prdc:
+        manifold = _manifold_metrics(real_features, features, (3, 5), 500, recall=True)
+        out["precision"] = manifold[3]["precision"]
+        out["recall"] = manifold[3]["recall"]
+        out["density"] = manifold[5]["density"]
+        out["coverage"] = manifold[5]["coverage"]
+    return out
 
 
 # ============================================================================

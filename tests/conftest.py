@@ -1,5 +1,6 @@
 """Shared test settings: strict JAX promotion rules catch silent broadcasting bugs."""
 
+import importlib.util
 import os
 
 import jax
@@ -44,3 +45,27 @@ def pacgan_recipe():
         "--config.optimizer.lr_decay=1", "--config.r1_gamma=0", "--config.ema_decay=0.999",
         "--config.pack=1", "--config.ema_warmup=False",
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights():
+    """The FID Inception network with the seeded random weights of the parity check
+    (benchmarks/inception_parity.py; tests/test_inception.py proves it equal to
+    pytorch-fid's), under a made-up hash: for the plumbing, never for scores."""
+    from jaxgan import inception, inception_features
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "inception_parity.py")
+    spec = importlib.util.spec_from_file_location("inception_parity", path)
+    parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parity)  # NumPy only; torch only in its main()
+    state_dict = parity.random_state_dict(inception.torch_state_dict_shapes(), 0)
+    variables = inception.params_from_torch(state_dict)
+    return inception_features.InceptionWeights(variables, "0" * 64, "seeded random weights")
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Inception batches of 8, so that few 299x299 images run on the CPU."""
+    from jaxgan import inception_features
+
+    monkeypatch.setattr(inception_features, "BATCH", 8)

@@ -106,7 +106,8 @@ def test_real_data_floor_is_small(mnist_subset):
     floor = evaluators.real_data_floor(
         params, images[:1000], images[1000:1500], kid_subsets=10, kid_subset_size=200
     )
-    assert set(floor) == {"fid", "kid", "kid_std", "classifier_score", "classifier_score_std"}
+    assert set(floor) == {"fid", "kid", "kid_std", "classifier_score", "classifier_score_std",
+                          "precision", "recall", "density", "coverage"}  # fmt: skip
     noise = np.random.default_rng(0).integers(0, 256, size=(500, 28, 28), dtype=np.uint8)
     noisy = evaluators.real_data_floor(
         params, noise, images[1000:1500], kid_subsets=10, kid_subset_size=200
