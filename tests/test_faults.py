@@ -41,9 +41,11 @@ def _start(args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
 
-def _wait_for(path, proc, timeout=120):
+def _wait_for(path, proc, timeout=120, nonempty=False):
+    """Until ``path`` exists (and, with ``nonempty``, holds something: the metrics file
+    is created before the first compile, its first record written after a step)."""
     deadline = time.time() + timeout
-    while not os.path.exists(path):
+    while not os.path.exists(path) or (nonempty and os.path.getsize(path) == 0):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, f"{path} did not appear"
         time.sleep(0.1)
@@ -361,7 +363,7 @@ def test_sigint_to_one_of_two_processes_stops_both_with_143(tmp_path):
     args = [*QUICK, "--config.num_steps=100000", "--config.ckpt_every=100000",
             "--config.batch_size=100", f"--workdir={workdir}"]  # fmt: skip
     procs = _two_processes(args, tmp_path)
-    _wait_for(workdir / "metrics.jsonl", procs[0], timeout=180)
+    _wait_for(workdir / "metrics.jsonl", procs[0], timeout=300, nonempty=True)  # training
     procs[1].send_signal(signal.SIGINT)
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [143, 143], outs
