@@ -55,6 +55,7 @@ def evaluate_run(
     inception_samples: int | None = None,
     inception_split: str = "train",
     inception_real_num: int = evaluators.INCEPTION_REAL_NUM,
+    inception_cache_dir: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluates a run folder's checkpoint; returns eval.json's record.
@@ -63,7 +64,8 @@ def evaluate_run(
     ``num_samples`` defaults to the run's ``num_eval_samples`` on 2-D data and to the
     evaluator's default on image data. With ``inception`` (the network's weights), the
     Inception metrics of :func:`jaxgan.evaluators.make_inception_evaluator` are added, on
-    ``inception_samples`` samples (default 50,000) of the same noise seed.
+    ``inception_samples`` samples (default 50,000) of the same noise seed, against real
+    statistics cached in ``inception_cache_dir`` (default ``$JAXGAN_CACHE/inception``).
 
     Raises:
       jaxgan.errors.JaxganError: with a one-line message for the user.
@@ -113,7 +115,7 @@ def evaluate_run(
                 num_samples=inception_samples,
                 real_num=inception_real_num,
                 kid_subsets=kid_subsets,
-                cache_dir=os.path.join(cache_dir, "inception") if cache_dir else None,
+                cache_dir=inception_cache_dir,
                 log=log,
             )
         )
@@ -190,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache_dir",
         default=None,
-        help="classifier cache folder, with the real Inception statistics in its inception/ "
-        "(default: $JAXGAN_CACHE/classifiers and $JAXGAN_CACHE/inception, or the same in "
-        "~/.cache/jaxgan)",
+        help="classifier cache folder (default: $JAXGAN_CACHE/classifiers, or "
+        "~/.cache/jaxgan/classifiers; the real Inception statistics go in "
+        "$JAXGAN_CACHE/inception)",
     )
     parser.add_argument(
         "--inception_weights", default=os.environ.get(inception_features.ENV_VAR) or None,
