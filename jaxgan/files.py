@@ -8,6 +8,7 @@ converter of numpy values and non-finite floats for JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["json_ready", "read_json", "write_atomic", "write_json_atomic"]
+__all__ = ["file_sha256", "json_ready", "read_json", "write_atomic", "write_json_atomic"]
 
 
 def write_atomic(path: str, payload: bytes | str) -> None:
@@ -39,6 +40,15 @@ def write_atomic(path: str, payload: bytes | str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 hex digest of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str) -> Any:

@@ -35,7 +35,6 @@ __all__ = [
     "RealStatistics",
     "default_cache_dir",
     "extract",
-    "file_sha256",
     "load_weights",
     "real_statistics",
 ]
@@ -86,15 +85,6 @@ class InceptionWeights:
     path: str
 
 
-def file_sha256(path: str) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_weights(path: str | None, *, expected: WeightsFile | None = WEIGHTS) -> InceptionWeights:
     """The FID Inception network from its weights file, checked before it is parsed.
 
@@ -124,7 +114,7 @@ def load_weights(path: str | None, *, expected: WeightsFile | None = WEIGHTS) ->
             f"{path} is not the FID Inception weights ({size:,} bytes, not {expected.size:,}: "
             f"a truncated download or another file): {wanted}."
         )
-    digest = file_sha256(path)
+    digest = files.file_sha256(path)
     if expected is not None and digest != expected.sha256:
         raise EvaluationError(
             f"{path} is not the FID Inception weights (sha256 {digest}): {wanted}."

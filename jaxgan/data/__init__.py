@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan.errors import DataError
+from jaxgan.files import file_sha256
 
 __all__ = [
     "IDX_CHECKSUMS",
@@ -269,15 +270,6 @@ def _idx_paths(directory: str, split: str) -> tuple[str, str]:
         )
     images, labels = IDX_FILES[split]
     return os.path.join(directory, images), os.path.join(directory, labels)
-
-
-def file_sha256(path: str) -> str:
-    """The sha256 hex digest of a file's bytes, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_not_another_dataset(directory: str, name: str, paths: tuple[str, ...]) -> None:
