@@ -5,9 +5,9 @@ files this script writes, without torch. The script runs in a separate virtual e
 with torch, which is never a dependency of jaxgan (the ``parity`` extra of pyproject.toml
 pins the same three packages)::
 
-    python3 -m venv /work/parity-venv
-    /work/parity-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 pytorch-fid==0.3.0
-    /work/parity-venv/bin/python benchmarks/inception_parity.py   # ~20 s on 2 CPU cores
+    python3 -m venv ../parity-venv      # beside the checkout, not inside it
+    ../parity-venv/bin/pip install -e '.[parity]'   # torch 2.14.1, torchvision, pytorch-fid
+    ../parity-venv/bin/python benchmarks/inception_parity.py   # ~20 s on 2 CPU cores
 
 What it does:
 

@@ -435,8 +435,7 @@ def _inception_metrics(features, score, reference, seed, kid_subsets) -> dict[st
         features, reference.features, num_subsets=kid_subsets, subset_size=KID_SUBSET_SIZE,
         seed=seed,
     )  # fmt: skip
-    pr = metrics.precision_recall(reference.features, features, k=PRECISION_RECALL_K)
-    dc = metrics.density_coverage(reference.features, features, k=DENSITY_COVERAGE_K)
+    manifold = metrics.manifold_metrics(reference.features, features)  # k = 3 and k = 5
     out = {
         "fid": metrics.frechet_distance(
             features.mean(axis=0), np.cov(features, rowvar=False), reference.mu, reference.sigma
@@ -445,7 +444,6 @@ def _inception_metrics(features, score, reference, seed, kid_subsets) -> dict[st
         "kid_se": kid["kid_se"],
         "is": score[0],
         "is_std": score[1],
-        **pr,
-        **dc,
+        **manifold,
     }
     return {f"inception_{k}": float(v) for k, v in out.items()}
