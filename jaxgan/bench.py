@@ -44,29 +44,47 @@ from jaxgan import models as models_lib
 from jaxgan import state as state_lib
 from jaxgan import steps as steps_lib
 
-BENCH_MODELS = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64")
+BENCH_MODELS = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64", "sngan32", "sngan48", "sngan64")
 DATA_SHAPES = {
     "toy2d": (2,),
     "mlp": (784,),
     "dcgan28": (28, 28, 1),
     "dcgan32": (32, 32, 3),
     "dcgan64": (64, 64, 3),
+    "sngan32": (32, 32, 3),
+    "sngan48": (48, 48, 3),
+    "sngan64": (64, 64, 3),
 }
 ADAM = {"name": "adam", "b1": 0.5, "b2": 0.999, "eps": 1e-8}
 LEARNING_RATE = 2e-4
 
 
-def build_bench_gan(model: str, conv: str = "fast") -> state_lib.GAN:
+def build_bench_gan(
+    model: str, conv: str = "fast", spectral_norm: str = "default"
+) -> state_lib.GAN:
     """The benchmark networks of docs/MODELS.md with Adam(2e-4, 0.5, 0.999) for G and D.
 
     ``mlp``'s discriminator runs without dropout, as docs/MODELS.md specifies for timing. ``conv``
     selects the convolution formulation of the DCGANs (``"fast"``, the default of
     :mod:`jaxgan.models`, or ``"lax"``, the plain ``lax`` convolutions and their automatic
-    derivatives); it does not change parameters or outputs.
+    derivatives); it does not change parameters or outputs. ``spectral_norm`` as
+    ``config.model.spectral_norm`` (the SN-ResNets' D has it by default).
     """
     if model not in BENCH_MODELS:
         raise ValueError(f"unknown benchmark model {model!r}; choose from {BENCH_MODELS}")
-    models = models_lib.build_models(model, data_shape=DATA_SHAPES[model])
+    if model.startswith("sngan"):
+        models = models_lib.build_models(
+            model, data_shape=DATA_SHAPES[model], conv=conv, spectral_norm=spectral_norm
+        )
+        opt = ml_collections.ConfigDict(ADAM)
+        return state_lib.GAN(
+            models=models,
+            g_tx=state_lib.make_optimizer(opt, LEARNING_RATE),
+            d_tx=state_lib.make_optimizer(opt, LEARNING_RATE),
+        )
+    models = models_lib.build_models(
+        model, data_shape=DATA_SHAPES[model], spectral_norm=spectral_norm
+    )
     if model == "mlp":
         models = dataclasses.replace(
             models, discriminator=models.discriminator.clone(dropout=False)
@@ -123,6 +141,8 @@ def run(
     peak_flops: float | None = None,
     seed: int = 0,
     steps_per_dispatch: int = 1,
+    spectral_norm: str = "default",
+    augment: str = "",
 ) -> dict:
     """Times ``steps`` iterations of jaxgan's train step; returns the JSON record."""
     if batch < 1 or steps < 1 or warmup < 0 or steps_per_dispatch < 1:
@@ -131,14 +151,14 @@ def run(
         raise ValueError(
             f"steps ({steps}) must be a multiple of steps_per_dispatch ({steps_per_dispatch})"
         )
-    gan = build_bench_gan(model, conv)
+    gan = build_bench_gan(model, conv, spectral_norm)
     key = jax.random.key(seed)
     state = state_lib.create_state(gan, key)
     real_key, train_key = jax.random.split(jax.random.fold_in(key, 1))
     lo = 0.0 if model in ("mlp", "toy2d") else -1.0
     real = jax.random.uniform(real_key, (1, batch, *DATA_SHAPES[model]), jnp.float32, lo, 1.0)
     train_step = steps_lib.make_train_step(
-        gan, loss="non_saturating", d_steps=1, fresh_g_noise=fresh_g_noise
+        gan, loss="non_saturating", d_steps=1, fresh_g_noise=fresh_g_noise, augment=augment
     )
 
     def fused(state, real, key):  # steps_per_dispatch iterations; metrics of the last
@@ -183,6 +203,8 @@ def run(
         "steps_per_dispatch": steps_per_dispatch,
         "fresh_g_noise": fresh_g_noise,
         "conv": conv if model not in ("mlp", "toy2d") else None,
+        "spectral_norm": spectral_norm,
+        "augment": augment,
         "img_per_s": round(batch / step_s, 2),
         "step_ms": round(step_s * 1e3, 3),
         "compile_s": round(compile_s, 3),
@@ -199,9 +221,23 @@ def run(
         "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name as ``lscpu`` shows it (``/proc/cpuinfo``'s ``model name``;
+    the platform's processor string elsewhere): speed figures are per CPU model."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -241,6 +277,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the parameters and data (default 0)"
     )
+    parser.add_argument(
+        "--spectral_norm", choices=("default", "none", "d", "g_and_d"), default="default",
+        help="spectral normalization (default: the network's own; on in the SN-ResNets' D)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--augment", default="",
+        help="DiffAugment policy in every D evaluation, e.g. color,translation,cutout "
+        "(default: off)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -259,6 +304,8 @@ def main(argv=None) -> int:
                 peak_flops=peak,
                 seed=args.seed,
                 steps_per_dispatch=args.steps_per_dispatch,
+                spectral_norm=args.spectral_norm,
+                augment=args.augment,
             )
             print(json.dumps(record), flush=True)
     except ValueError as err:

@@ -93,6 +93,7 @@ def evaluate_run(
                 kid_subsets=kid_subsets,
                 cache_dir=cache_dir,
                 log=log,
+                num_classes=saved.gan.models.num_classes,
             )
         )
     except errors.EvaluationError:
@@ -124,7 +125,9 @@ def evaluate_run(
     for evaluator in chosen:
         if log is not None:
             log(f"Evaluating {workdir} on {evaluator.num_samples} samples ...")
-        scores.update(evaluator(lambda num: run.sample(num, seed, ema=not raw)))
+        scores.update(
+            evaluator(lambda num: run.sample(num, seed, ema=not raw), run.sampler.labels_for)
+        )
         floor.update(evaluator.floor)
         protocol.update(evaluator.protocol)
     generator = "raw" if raw else "EMA" if config.ema_decay > 0 else "raw (ema_decay 0)"

@@ -67,7 +67,9 @@ class Evaluator:
 
     Call it with ``sample_fn(num) -> samples [num, *data_shape]`` (in the generator's
     output range); it draws ``num_samples`` samples once and returns the metrics as
-    ``{name: float}``.
+    ``{name: float}``. For a class-conditional generator pass ``label_fn(num) -> the
+    labels the samples were drawn with``; an evaluator made with ``num_classes`` then
+    adds how often the classifier sees the requested class, and per-class FIDs.
 
     Attributes:
       dataset: the dataset's name.
@@ -81,12 +83,15 @@ class Evaluator:
     num_samples: int
     floor: dict[str, float]
     protocol: dict[str, Any]
-    run: Callable[[np.ndarray], dict[str, float]]
+    run: Callable[..., dict[str, float]]
+    num_classes: int = 0
 
-    def __call__(self, sample_fn: SampleFn) -> dict[str, float]:
+    def __call__(self, sample_fn: SampleFn, label_fn: SampleFn | None = None) -> dict[str, float]:
         samples = np.asarray(sample_fn(self.num_samples))
         if samples.shape[0] != self.num_samples:
             raise ValueError(f"sample_fn gave {samples.shape[0]} samples, not {self.num_samples}")
+        if self.num_classes and label_fn is not None:
+            return self.run(samples, np.asarray(label_fn(self.num_samples)))
         return self.run(samples)
 
 
@@ -102,6 +107,7 @@ def make_evaluator(
     classifier: tuple[dict, str, dict] | None = None,
     cache_dir: str | None = None,
     log: Callable[[str], None] | None = None,
+    num_classes: int = 0,
 ) -> Evaluator:
     """Builds the evaluator of a dataset (see the module docstring for each dataset).
 
@@ -119,6 +125,11 @@ def make_evaluator(
       classifier: ``(params, hash, info)`` to use instead of ``get_classifier``.
       cache_dir: the classifier cache folder (default: see ``jaxgan.classifier``).
       log: optional callable receiving progress lines.
+      num_classes: a class-conditional generator's number of classes (MNIST and
+        Fashion-MNIST): the metrics gain ``class_accuracy`` (the share of samples the
+        classifier gives the requested class; its floor is the classifier's test
+        accuracy), ``class_accuracy_<c>`` and ``fid_class_<c>`` per class (floor: the
+        train subset's images of class c against the test split's).
 
     Returns:
       An :class:`Evaluator`.
@@ -154,6 +165,7 @@ def make_evaluator(
         train = data_lib.load_idx(idx_dir, name=source, split="train").arrays["images"]
         test = data_lib.load_idx(idx_dir, name=source, split="test").arrays["images"]
         test_labels = data_lib.load_idx_labels(idx_dir, split="test")
+        train_labels = data_lib.load_idx_labels(idx_dir, split="train")
     except data_lib.DataError as e:
         raise EvaluationError(f"No real data for {name!r}: {e}") from e
     if classifier is None:
@@ -183,6 +195,8 @@ def make_evaluator(
         parzen=parzen and name == "mnist",
         kid_subsets=kid_subsets,
         log=log,
+        train_labels=train_labels,
+        num_classes=num_classes,
     )
 
 
@@ -230,15 +244,38 @@ def real_data_floor(
     return feature_floor(real, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
 
 
+def _class_metrics(features, probs, labels, test_features, test_labels, num_classes):
+    """``class_accuracy`` (overall and ``_<c>``) and ``fid_class_<c>`` of labelled features."""
+    predicted = np.asarray(probs).argmax(axis=1)
+    out = {"class_accuracy": float(np.mean(predicted == labels))}
+    for c in range(num_classes):
+        mine = labels == c
+        out[f"class_accuracy_{c}"] = float(np.mean(predicted[mine] == c)) if mine.any() else np.nan
+        out[f"fid_class_{c}"] = (
+            metrics.frechet_distance_from_features(features[mine], test_features[test_labels == c])
+            if mine.sum() > 1
+            else np.nan
+        )
+    return out
+
+
 def _image_evaluator(
     name, params, classifier_protocol, train, test, test_labels, *, output_range, num,
-    metric_seed, parzen, kid_subsets, log,
+    metric_seed, parzen, kid_subsets, log, train_labels, num_classes,
 ) -> Evaluator:  # fmt: skip
     real = classifier_lib.real_features(
         params, train[:TRAIN_SUBSET_RANGE], test, num=len(test), seed=metric_seed
     )
     floor = feature_floor(real, seed=metric_seed, kid_subsets=kid_subsets)
     floor["test_accuracy"] = float(np.mean(real.test_probs.argmax(axis=1) == test_labels))
+    if num_classes:
+        subset_labels = np.asarray(train_labels[:TRAIN_SUBSET_RANGE])[real.train_index]
+        floor.update(
+            _class_metrics(
+                real.train_features, real.train_probs, subset_labels, real.test_features,
+                test_labels, num_classes,
+            )
+        )  # fmt: skip
     test01 = test.reshape(len(test), -1).astype(np.float32) / 255.0
     validation01 = (
         train[PARZEN_VALIDATION[0] : PARZEN_VALIDATION[1]].reshape(-1, test01.shape[1])
@@ -259,7 +296,7 @@ def _image_evaluator(
         subset01 = train[:TRAIN_SUBSET_RANGE][real.train_index].astype(np.float32) / 255.0
         floor.update(parzen_metrics(subset01))
 
-    def run(samples: np.ndarray) -> dict[str, float]:
+    def run(samples: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
         samples01 = metrics.to_unit_interval(samples, output_range)
         features, probs = classifier_lib.features_and_probs(params, samples01)
         out = metrics.feature_metrics(
@@ -274,6 +311,12 @@ def _image_evaluator(
         )
         if parzen:
             out.update(parzen_metrics(samples01))
+        if num_classes and labels is not None:
+            out.update(
+                _class_metrics(
+                    features, probs, labels, real.test_features, test_labels, num_classes
+                )
+            )
         return out
 
     protocol = {
@@ -301,7 +344,13 @@ def _image_evaluator(
             "test": f"test split ({len(test)} images), mean and s.e. (std/sqrt(n), ddof 0)",
             "pixels": "[0, 1], flattened",
         }
-    return Evaluator(name, num, floor, protocol, run)
+    if num_classes:
+        protocol["classes"] = (
+            f"samples balanced over {num_classes} requested classes; class_accuracy: the "
+            "share the classifier assigns to the requested class (floor: its test accuracy); "
+            "fid_class_<c>: FID of class c's samples against class c of the test split"
+        )
+    return Evaluator(name, num, floor, protocol, run, num_classes=num_classes)
 
 
 def _stacked_evaluator(

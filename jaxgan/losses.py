@@ -38,6 +38,10 @@ __all__ = [
     "optimal_discriminator",
     "r1_penalty",
     "r2_penalty",
+    "relativistic_average_discriminator_loss",
+    "relativistic_average_generator_loss",
+    "relativistic_pairing_discriminator_loss",
+    "relativistic_pairing_generator_loss",
     "value_from_densities",
     "value_from_logits",
     "wasserstein_discriminator_loss",
@@ -317,12 +321,112 @@ def least_squares_generator_loss(fake_logits: ArrayLike, *, target: float = 1.0)
     return 0.5 * jnp.square(fake - target)
 
 
+# ----------------------------------------------------------------------------
+# Relativistic losses (Jolicoeur-Martineau 2018)
+# ----------------------------------------------------------------------------
+
+
+def relativistic_pairing_discriminator_loss(
+    real_logits: ArrayLike, fake_logits: ArrayLike
+) -> jax.Array:
+    r"""RpGAN's discriminator loss: how much more real D finds each real example than its
+    paired fake.
+
+    .. math::
+      \ell_D = -\log \sigma(f(x_i) - f(G(z_i))) = \operatorname{softplus}(f(G(z_i)) - f(x_i))
+
+    Pair ``i`` is real example ``i`` with fake example ``i``. With R1 and R2 this is the
+    objective of R3GAN (Huang et al. 2025), whose analysis shows it converges locally and
+    has no mode-dropping solutions of the non-relativistic loss.
+
+    Args:
+      real_logits: discriminator scores on real samples, shape ``[...]``.
+      fake_logits: discriminator scores on generated samples, the same shape.
+
+    Returns:
+      Per-pair losses, shape ``[...]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxgan import losses
+      >>> print(losses.relativistic_pairing_discriminator_loss(jnp.array([1.0]), jnp.array([1.0])))
+      [0.6931472]
+
+    References:
+      Jolicoeur-Martineau, The relativistic discriminator, 2018 (arXiv 1807.00734);
+      Huang et al., The GAN is dead; long live the GAN!, 2025 (arXiv 2501.05441).
+    """
+    real, fake = _as_float_pair(real_logits, fake_logits)
+    return jax.nn.softplus(fake - real)
+
+
+def relativistic_pairing_generator_loss(
+    fake_logits: ArrayLike, real_logits: ArrayLike
+) -> jax.Array:
+    r"""RpGAN's generator loss, D's loss with the roles swapped:
+    :math:`\operatorname{softplus}(f(x_i) - f(G(z_i)))`.
+
+    Args:
+      fake_logits: discriminator scores on generated samples, shape ``[...]``.
+      real_logits: discriminator scores on the paired real samples, the same shape.
+
+    Returns:
+      Per-pair losses, shape ``[...]``.
+
+    References:
+      Jolicoeur-Martineau, 2018 (arXiv 1807.00734).
+    """
+    real, fake = _as_float_pair(real_logits, fake_logits)
+    return jax.nn.softplus(real - fake)
+
+
+def relativistic_average_discriminator_loss(
+    real_logits: ArrayLike, fake_logits: ArrayLike
+) -> jax.Array:
+    r"""RaGAN's (RaSGAN's) discriminator loss, against the batch's average opposite score.
+
+    .. math::
+      \ell_D = \operatorname{softplus}(-(f(x_i) - \overline{f(G(z))}))
+              + \operatorname{softplus}(f(G(z_i)) - \overline{f(x)})
+
+    The means are over the whole batch (every axis), so each example's loss depends on the
+    others' scores: per example, but coupling the batch.
+
+    Args:
+      real_logits: discriminator scores on real samples, shape ``[...]``.
+      fake_logits: discriminator scores on generated samples, the same shape.
+
+    Returns:
+      Per-example losses, shape ``[...]``.
+
+    References:
+      Jolicoeur-Martineau, 2018 (arXiv 1807.00734), RaSGAN.
+    """
+    real, fake = _as_float_pair(real_logits, fake_logits)
+    return jax.nn.softplus(jnp.mean(fake) - real) + jax.nn.softplus(fake - jnp.mean(real))
+
+
+def relativistic_average_generator_loss(
+    fake_logits: ArrayLike, real_logits: ArrayLike
+) -> jax.Array:
+    r"""RaGAN's generator loss, D's with real and fake swapped:
+    :math:`\operatorname{softplus}(\overline{f(x)} - f(G(z_i))) +
+    \operatorname{softplus}(f(x_i) - \overline{f(G(z))})`.
+
+    References:
+      Jolicoeur-Martineau, 2018 (arXiv 1807.00734), RaSGAN.
+    """
+    return relativistic_average_discriminator_loss(fake_logits, real_logits)
+
+
 class LossPair(NamedTuple):
     """A discriminator loss ``(real_logits, fake_logits) -> [...]`` and a generator loss
-    ``fake_logits -> [...]``, both per example."""
+    ``fake_logits -> [...]``, both per example. A ``relativistic`` pair's generator loss
+    also takes the real logits: ``generator(fake_logits, real_logits)``."""
 
     discriminator: Callable[[jax.Array, jax.Array], jax.Array]
-    generator: Callable[[jax.Array], jax.Array]
+    generator: Callable[..., jax.Array]
+    relativistic: bool = False
 
 
 LOSSES: dict[str, LossPair] = {
@@ -331,6 +435,12 @@ LOSSES: dict[str, LossPair] = {
     "wasserstein": LossPair(wasserstein_discriminator_loss, wasserstein_generator_loss),
     "hinge": LossPair(hinge_discriminator_loss, hinge_generator_loss),
     "least_squares": LossPair(least_squares_discriminator_loss, least_squares_generator_loss),
+    "relativistic_pairing": LossPair(
+        relativistic_pairing_discriminator_loss, relativistic_pairing_generator_loss, True
+    ),
+    "relativistic_average": LossPair(
+        relativistic_average_discriminator_loss, relativistic_average_generator_loss, True
+    ),
 }
 
 
@@ -339,7 +449,8 @@ def get_loss(name: str) -> LossPair:
 
     Args:
       name: one of ``minimax``, ``non_saturating``, ``wasserstein``, ``hinge``,
-        ``least_squares``.
+        ``least_squares``, ``relativistic_pairing``, ``relativistic_average`` (these two
+        are ``relativistic``: G's loss takes the real logits too).
 
     Returns:
       A :class:`LossPair`.

@@ -22,6 +22,7 @@ The convolution layers and their fast kernels live in :mod:`jaxgan.conv`; ``Conv
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -29,9 +30,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan import resnets
 from jaxgan.conv import Conv, ConvTranspose
 
 __all__ = [
+    "CONDITIONINGS",
     "CONV_FORMULATIONS",
     "D_NORMS",
     "MODEL_NAMES",
@@ -48,11 +51,16 @@ __all__ = [
     "Toy2dDiscriminator",
     "Toy2dGenerator",
     "build_models",
+    "truncate_latent",
 ]
 
-MODEL_NAMES = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64")
+MODEL_NAMES = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64", *resnets.RESNET_NAMES)
 CONV_FORMULATIONS = ("fast", "lax")
 D_NORMS = ("batch", "layer", "none")
+CONDITIONINGS = ("none", "projection", "acgan")
+SPECTRAL_NORMS = ("default", "none", "d", "g_and_d")
+_CONDITIONAL_MODELS = ("dcgan28", *resnets.RESNET_NAMES)
+_SPECTRAL_MODELS = ("dcgan28", *resnets.RESNET_NAMES)
 
 _LATENT_PRIORS = ("normal", "uniform")
 
@@ -259,19 +267,36 @@ class DCGAN28Generator(nn.Module):
       nc: number of output channels.
       conv: formulation of the transposed convolutions, ``"fast"`` or ``"lax"`` (see
         :class:`ConvTranspose`; same parameters and outputs).
+      num_classes: 0, or the number of classes of a class-conditional G: every BatchNorm
+        is then class-conditional (:class:`jaxgan.resnets.ConditionalBatchNorm`: per-class
+        gain and bias, as Miyato & Koyama 2018 and BigGAN), and G takes labels ``y``.
+      spectral_norm: spectral normalization of every Dense and transposed convolution.
     """
 
     nc: int = 1
     conv: str = "fast"
+    num_classes: int = 0
+    spectral_norm: bool = False
 
     @nn.compact
-    def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
-        """Maps latents ``(B, 100)`` to images ``(B, 28, 28, nc)`` in [-1, 1]."""
-        h = nn.Dense(7 * 7 * 256, use_bias=False, kernel_init=_KERAS_INIT)(z)
-        h = nn.leaky_relu(_keras_batch_norm(train)(h), 0.3)
+    def __call__(self, z: jax.Array, y: jax.Array | None = None, *, train: bool) -> jax.Array:
+        """Maps latents ``(B, 100)`` (and labels ``(B,)`` when conditional) to images
+        ``(B, 28, 28, nc)`` in [-1, 1]."""
+        _check_labels(self, y)
+        sn = functools.partial(resnets.spectral_normed, enabled=self.spectral_norm, train=train)
+
+        def norm(h):
+            if self.num_classes:
+                return resnets.ConditionalBatchNorm(self.num_classes, momentum=0.99, epsilon=1e-3)(
+                    h, y, train=train
+                )
+            return _keras_batch_norm(train)(h)
+
+        h = sn(nn.Dense(7 * 7 * 256, use_bias=False, kernel_init=_KERAS_INIT), z)
+        h = nn.leaky_relu(norm(h), 0.3)
         h = h.reshape(z.shape[0], 7, 7, 256)
         for features, stride in ((128, 1), (64, 2)):
-            h = ConvTranspose(
+            layer = ConvTranspose(
                 features,
                 (5, 5),
                 (stride, stride),
@@ -279,9 +304,9 @@ class DCGAN28Generator(nn.Module):
                 use_bias=False,
                 kernel_init=_KERAS_INIT,
                 formulation=self.conv,
-            )(h)
-            h = nn.leaky_relu(_keras_batch_norm(train)(h), 0.3)
-        h = ConvTranspose(
+            )
+            h = nn.leaky_relu(norm(sn(layer, h)), 0.3)
+        layer = ConvTranspose(
             self.nc,
             (5, 5),
             (2, 2),
@@ -289,8 +314,8 @@ class DCGAN28Generator(nn.Module):
             use_bias=False,
             kernel_init=_KERAS_INIT,
             formulation=self.conv,
-        )(h)
-        return jnp.tanh(h)
+        )
+        return jnp.tanh(sn(layer, h))
 
 
 class DCGAN28Discriminator(nn.Module):
@@ -303,22 +328,51 @@ class DCGAN28Discriminator(nn.Module):
       pack: PacGAN packing degree ``m``; the ``m`` images of a pack are concatenated along
         the channel axis.
       conv: formulation of the convolutions, ``"fast"`` or ``"lax"`` (see :class:`Conv`).
+      num_classes: 0, or the number of classes of a class-conditional D.
+      conditioning: ``"none"``; ``"projection"`` (Miyato & Koyama 2018): the logit is
+        ``ψ(φ(x)) + ⟨embed(y), φ(x)⟩`` for the flattened features φ, and D takes labels
+        ``y``; ``"acgan"`` (Odena et al. 2017): D also returns class logits ``(B, C)`` from
+        a Dense head on φ.
+      spectral_norm: spectral normalization (Miyato et al. 2018) of every convolution,
+        Dense and embedding.
     """
 
     pack: int = 1
     conv: str = "fast"
+    num_classes: int = 0
+    conditioning: str = "none"
+    spectral_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        """Maps images ``(B, 28, 28, C)`` to logits ``(B // pack,)``."""
+    def __call__(self, x: jax.Array, y: jax.Array | None = None, *, train: bool):
+        """Maps images ``(B, 28, 28, C)`` (and labels ``(B,)`` for a projection D) to
+        logits ``(B // pack,)``; ACGAN's D returns ``(logits, class_logits)``."""
+        _check_labels(self, y, needed=self.conditioning == "projection")
+        sn = functools.partial(resnets.spectral_normed, enabled=self.spectral_norm, train=train)
         h = _pack(x, self.pack, channels_last=True)
         for features in (64, 128):
-            h = Conv(
+            layer = Conv(
                 features, (5, 5), (2, 2), "SAME", kernel_init=_KERAS_INIT, formulation=self.conv
-            )(h)
-            h = nn.Dropout(rate=0.3, deterministic=not train)(nn.leaky_relu(h, 0.3))
+            )
+            h = nn.Dropout(rate=0.3, deterministic=not train)(nn.leaky_relu(sn(layer, h), 0.3))
         h = h.reshape(h.shape[0], -1)
-        return nn.Dense(1, kernel_init=_KERAS_INIT)(h).reshape(-1)
+        logits = sn(nn.Dense(1, kernel_init=_KERAS_INIT), h).reshape(-1)
+        if self.conditioning == "projection":
+            embedding = sn(nn.Embed(self.num_classes, h.shape[-1], embedding_init=_KERAS_INIT), y)
+            return logits + jnp.sum(embedding * h, axis=-1)
+        if self.conditioning == "acgan":
+            return logits, sn(nn.Dense(self.num_classes, kernel_init=_KERAS_INIT), h)
+        return logits
+
+
+def _check_labels(module: nn.Module, y: jax.Array | None, needed: bool | None = None) -> None:
+    """Refuses labels missing from, or given to, a network (conditional or not)."""
+    needed = module.num_classes > 0 if needed is None else needed
+    name = type(module).__name__
+    if needed and y is None:
+        raise ValueError(f"{name} is class-conditional: call it with labels y (B,) int")
+    if not needed and y is not None:
+        raise ValueError(f"{name} takes no labels (num_classes={module.num_classes})")
 
 
 # ----------------------------------------------------------------------------- dcgan32/64
@@ -454,6 +508,13 @@ class GANModels:
       pack: PacGAN packing degree ``m`` of the discriminator (1 = no packing).
       prior: the latent prior: ``"normal"`` is N(0, I), ``"uniform"`` is U(-√3, √3) per
         coordinate (zero mean, unit variance, Goodfellow et al. 2014).
+      num_classes: 0 for an unconditional GAN; otherwise the number of classes ``C``: G is
+        applied as ``generator.apply(vars, z, y, train=...)`` with integer labels ``y`` of
+        shape ``(B,)`` in ``[0, C)``, and D as ``discriminator.apply(vars, x, y, ...)``
+        when ``conditioning == "projection"``.
+      conditioning: how D uses the class: ``"none"`` (unconditional), ``"projection"``
+        (Miyato & Koyama 2018: D takes ``y``) or ``"acgan"`` (Odena et al. 2017: D takes
+        no label and returns ``(logits, class_logits (B, C))``).
     """
 
     generator: nn.Module
@@ -463,26 +524,94 @@ class GANModels:
     output_range: tuple[float, float]
     pack: int
     prior: str = "normal"
+    num_classes: int = 0
+    conditioning: str = "none"
 
     def __post_init__(self):
         if self.prior not in _LATENT_PRIORS:
             raise ValueError(f"unknown prior {self.prior!r}; known: {_LATENT_PRIORS}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; known: {CONDITIONINGS}")
+        if (self.num_classes > 0) != (self.conditioning != "none"):
+            raise ValueError(
+                f"conditioning={self.conditioning!r} with num_classes={self.num_classes}: a "
+                "class-conditional GAN needs both a number of classes and a conditioning mode"
+            )
 
-    def sample_latent(self, key: jax.Array, num: int) -> jax.Array:
+    @property
+    def conditional(self) -> bool:
+        """True for a class-conditional GAN (G takes labels)."""
+        return self.num_classes > 0
+
+    @property
+    def d_takes_labels(self) -> bool:
+        """True if D is applied with the labels (the projection discriminator)."""
+        return self.conditioning == "projection"
+
+    def sample_latent(
+        self, key: jax.Array, num: int, *, truncation: float | None = None
+    ) -> jax.Array:
         """Draws ``num`` latent vectors from the model's prior.
 
         Args:
           key: a typed PRNG key (``jax.random.key``).
           num: number of vectors.
+          truncation: None, or a threshold ``T > 0`` for the truncation trick (Brock et
+            al. 2019) of a normal prior: every coordinate whose magnitude exceeds ``T`` is
+            drawn again (:func:`truncate_latent`), so the coordinates inside ``[-T, T]``
+            are those of the untruncated draw with the same key.
 
         Returns:
           float32 array of shape ``(num, latent_dim)``.
+
+        Raises:
+          ValueError: truncation of the uniform prior (it is bounded already), or ``T <= 0``.
         """
         shape = (num, self.latent_dim)
         if self.prior == "uniform":
+            if truncation is not None:
+                raise ValueError(
+                    "truncation applies to a normal prior; this generator's prior is uniform "
+                    "on [-√3, √3] (mlp), bounded already: sample it without --truncation"
+                )
             bound = math.sqrt(3.0)
             return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
-        return jax.random.normal(key, shape, jnp.float32)
+        z = jax.random.normal(key, shape, jnp.float32)
+        return z if truncation is None else truncate_latent(z, key, truncation)
+
+    def sample_labels(self, key: jax.Array, num: int) -> jax.Array:
+        """``num`` class labels, int32, uniform over ``[0, num_classes)``."""
+        if not self.conditional:
+            raise ValueError("sample_labels: this GAN is not class-conditional")
+        return jax.random.randint(key, (num,), 0, self.num_classes, jnp.int32)
+
+
+def truncate_latent(z: jax.Array, key: jax.Array, threshold: float) -> jax.Array:
+    """The truncation trick: redraws every coordinate of ``z`` with ``|z| > threshold``.
+
+    Each round ``i`` draws a fresh N(0, 1) array from ``fold_in(key, i + 1)`` and puts it
+    where ``z`` is still outside ``[-threshold, threshold]``, until no coordinate is (a
+    ``lax.while_loop``: jit-able, and a pure function of the key). The result is
+    distributed as a normal truncated to the interval, and the coordinates of ``z`` that
+    were inside it are kept.
+
+    Raises:
+      ValueError: ``threshold`` is not a positive number.
+    """
+    threshold = float(threshold)
+    if not threshold > 0 or not math.isfinite(threshold):
+        raise ValueError(f"truncation must be a positive threshold, got {threshold}")
+
+    def outside(z):
+        return jnp.abs(z) > threshold
+
+    def redraw(carry):
+        i, z = carry
+        fresh = jax.random.normal(jax.random.fold_in(key, i + 1), z.shape, z.dtype)
+        return i + 1, jnp.where(outside(z), fresh, z)
+
+    _, z = jax.lax.while_loop(lambda c: jnp.any(outside(c[1])), redraw, (jnp.int32(0), z))
+    return z
 
 
 def _require_image(name: str, data_shape: tuple[int, ...], size: int) -> int:
@@ -498,6 +627,10 @@ def build_models(
     pack: int = 1,
     conv: str = "fast",
     d_norm: str = "batch",
+    num_classes: int = 0,
+    conditioning: str = "none",
+    spectral_norm: str = "default",
+    attention: int = 0,
 ) -> GANModels:
     """Builds the generator and discriminator of a canonical GAN by name.
 
@@ -513,6 +646,14 @@ def build_models(
       d_norm: the normalisation of dcgan32/dcgan64's D, ``"batch"``, ``"layer"`` or
         ``"none"`` (the other discriminators have no BatchNorm: only ``"batch"``, their
         own layout, is accepted for them).
+      num_classes: 0 (unconditional) or the number of classes of a class-conditional GAN
+        (dcgan28 and the SN-ResNets): G's BatchNorms become class-conditional.
+      conditioning: D's use of the class, one of ``CONDITIONINGS``: ``"projection"`` or
+        ``"acgan"`` with ``num_classes > 0``; ``"none"`` with 0.
+      spectral_norm: one of ``SPECTRAL_NORMS``: ``"default"`` (on in the SN-ResNets' D,
+        off elsewhere), ``"none"``, ``"d"`` or ``"g_and_d"`` (dcgan28 and the SN-ResNets).
+      attention: the SN-ResNets only: the resolution at which G and D get a SAGAN
+        self-attention block (Zhang et al. 2019); 0: none.
 
     Returns:
       A ``GANModels``.
@@ -545,6 +686,27 @@ def build_models(
             f"d_norm={d_norm!r} applies to dcgan32/dcgan64, whose D has BatchNorm; {name}'s D "
             "has none (keep d_norm='batch')"
         )
+    _check_toolkit(name, num_classes, conditioning, spectral_norm, attention)
+    g_sn = spectral_norm == "g_and_d"
+    d_sn = spectral_norm in ("d", "g_and_d") or (
+        spectral_norm == "default" and name in resnets.RESNET_NAMES
+    )
+    conditional = {"num_classes": num_classes, "conditioning": conditioning}
+    if name in resnets.RESNET_NAMES:
+        nc = _require_image(name, data_shape, resnets.RESOLUTIONS[name])
+        generator, discriminator, latent_dim = resnets.resnet_models(
+            name, nc=nc, **conditional, attention_at=attention or None, g_spectral_norm=g_sn,
+            d_spectral_norm=d_sn, conv=conv,
+        )  # fmt: skip
+        return GANModels(
+            generator=generator,
+            discriminator=discriminator,
+            latent_dim=latent_dim,
+            data_shape=data_shape,
+            output_range=(-1.0, 1.0),
+            pack=pack,
+            **conditional,
+        )
     if name == "toy2d":
         if len(data_shape) != 1 or data_shape[0] < 1:
             raise ValueError(f"toy2d needs a vector data_shape (d,), got {data_shape}")
@@ -570,8 +732,10 @@ def build_models(
         )
     if name == "dcgan28":
         nc = _require_image(name, data_shape, 28)
-        generator = DCGAN28Generator(nc=nc, conv=conv)
-        discriminator = DCGAN28Discriminator(pack=pack, conv=conv)
+        generator = DCGAN28Generator(nc=nc, conv=conv, num_classes=num_classes, spectral_norm=g_sn)
+        discriminator = DCGAN28Discriminator(
+            pack=pack, conv=conv, spectral_norm=d_sn, **conditional
+        )
     elif name in ("dcgan32", "dcgan64"):
         num_blocks = 3 if name == "dcgan32" else 4
         nc = _require_image(name, data_shape, 2 ** (num_blocks + 2))
@@ -586,4 +750,28 @@ def build_models(
         data_shape=data_shape,
         output_range=(-1.0, 1.0),
         pack=pack,
+        **conditional,
     )
+
+
+def _check_toolkit(name, num_classes, conditioning, spectral_norm, attention) -> None:
+    """Refuses conditioning, spectral norm or attention a network family does not offer."""
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"unknown conditioning {conditioning!r}; known: {CONDITIONINGS}")
+    if spectral_norm not in SPECTRAL_NORMS:
+        raise ValueError(f"unknown spectral_norm {spectral_norm!r}; known: {SPECTRAL_NORMS}")
+    if conditioning != "none" and name not in _CONDITIONAL_MODELS:
+        raise ValueError(
+            f"conditioning={conditioning!r}: class-conditional networks are "
+            f"{', '.join(_CONDITIONAL_MODELS)}; {name} is unconditional"
+        )
+    if spectral_norm not in ("default", "none") and name not in _SPECTRAL_MODELS:
+        raise ValueError(
+            f"spectral_norm={spectral_norm!r}: spectral normalization is offered in "
+            f"{', '.join(_SPECTRAL_MODELS)}, not {name} (keep spectral_norm='default')"
+        )
+    if attention and name not in resnets.RESNET_NAMES:
+        raise ValueError(
+            f"attention={attention}: self-attention blocks are offered in the SN-ResNets "
+            f"({', '.join(resnets.RESNET_NAMES)}), not {name} (keep attention=0)"
+        )

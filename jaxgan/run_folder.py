@@ -214,6 +214,12 @@ LEGACY_VALUES = {
     "ema_warmup": False,  # the EMA's decay from the first step (jaxgan <= 0.2)
     "model.conv": "fast",
     "model.d_norm": "batch",
+    "model.conditioning": "none",  # the toolkit of 0.3: off in every earlier run
+    "model.spectral_norm": "default",
+    "model.attention": 0,
+    "augment": "",
+    "acgan_weight": 1.0,
+    "optimizer.linear_decay_steps": 0,
     "jax.threefry_partitionable": True,  # JAX's default when these fields were added
 }
 
@@ -384,6 +390,7 @@ def write_config(workdir: str, config: Any, dataset: data_lib.Dataset) -> None:
                 "kind": dataset.kind,
                 "shape": list(dataset.shape),
                 "fingerprint": dataset.fingerprint,
+                "num_classes": dataset.num_classes,
             },
             "jax": jax_settings(),
         },
@@ -532,10 +539,19 @@ class TrainedRun:
     sampler: sampling.Sampler
 
     def sample(
-        self, num: int, seed: int = sampling.EVAL_NOISE_SEED, *, ema: bool = True
+        self,
+        num: int,
+        seed: int = sampling.EVAL_NOISE_SEED,
+        *,
+        ema: bool = True,
+        labels: Any = None,
+        truncation: float | None = None,
     ) -> np.ndarray:
-        """``num`` samples of the EMA generator (or G's own parameters with ``ema=False``)."""
-        return self.sampler.sample(self.state, num, seed, ema=ema)
+        """``num`` samples of the EMA generator (or G's own parameters with ``ema=False``);
+        ``labels`` and ``truncation`` as :meth:`jaxgan.sampling.Sampler.__call__`."""
+        return self.sampler.sample(
+            self.state, num, seed, ema=ema, labels=labels, truncation=truncation
+        )
 
 
 def _dataset_of(info: dict[str, Any]) -> data_lib.Dataset:
@@ -547,6 +563,7 @@ def _dataset_of(info: dict[str, Any]) -> data_lib.Dataset:
         shape=tuple(info["shape"]),
         arrays={},
         fingerprint=info.get("fingerprint", ""),
+        num_classes=int(info.get("num_classes", 0)),
     )
 
 
@@ -581,7 +598,7 @@ def read_config(workdir: str) -> RunConfig:
     try:
         config = ml_collections.ConfigDict(saved["config"])
         dataset = _dataset_of(saved["dataset"])
-        gan = state_lib.build_gan(config, dataset.shape)
+        gan = state_lib.build_gan(config, dataset.shape, dataset.num_classes)
     except (ValueError, KeyError, AttributeError, TypeError) as e:
         raise RunError(f"{os.path.join(workdir, CONFIG_FILE)} is unusable ({e}).") from e
     return RunConfig(config, dataset, saved["dataset"].get("fingerprint", ""), gan)

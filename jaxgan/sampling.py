@@ -77,19 +77,70 @@ class Sampler:
             return state.g_params, state.g_model_state
         return state.g_ema_params, self._ema_model_state(state.g_ema_params, state.g_model_state)
 
-    def __call__(self, g_params: Any, g_model_state: Any, num: int, seed: int) -> np.ndarray:
-        """``[num, *data_shape]`` float32 samples in the generator's output range."""
-        z = np.asarray(self.models.sample_latent(prng_key(seed), num))
+    def labels_for(self, num: int) -> np.ndarray | None:
+        """The labels of ``num`` samples when none are asked for: balanced over the classes
+        (``0, 1, ..., C-1, 0, ...``) for a class-conditional G; None for another."""
+        if not self.models.conditional:
+            return None
+        return np.asarray(steps.balanced_labels(num, self.models.num_classes))
+
+    def _labels(self, num: int, labels: Any) -> np.ndarray | None:
+        if not self.models.conditional:
+            if labels is not None:
+                raise ValueError("class labels given, but this generator is not class-conditional")
+            return None
+        if labels is None:
+            return self.labels_for(num)
+        labels = np.broadcast_to(np.asarray(labels, np.int32), (num,))
+        if labels.size and not (0 <= labels.min() and labels.max() < self.models.num_classes):
+            raise ValueError(
+                f"class labels must be in [0, {self.models.num_classes}), got "
+                f"{labels.min()}..{labels.max()}"
+            )
+        return labels
+
+    def __call__(
+        self,
+        g_params: Any,
+        g_model_state: Any,
+        num: int,
+        seed: int,
+        *,
+        labels: Any = None,
+        truncation: float | None = None,
+    ) -> np.ndarray:
+        """``[num, *data_shape]`` float32 samples in the generator's output range.
+
+        ``labels``: for a class-conditional G, one class or ``num`` classes (default:
+        :meth:`labels_for`). ``truncation``: the truncation trick's threshold for a normal
+        prior (:func:`jaxgan.models.truncate_latent`; None: the prior itself).
+        """
+        z = np.asarray(self.models.sample_latent(prng_key(seed), num, truncation=truncation))
+        y = self._labels(num, labels)
         chunks = []
         for start in range(0, num, CHUNK):
             chunk = z[start : start + CHUNK]
-            if chunk.shape[0] < CHUNK:  # pad: one compiled shape, identical results per sample
-                chunk = np.concatenate([chunk, np.zeros((CHUNK - len(chunk), z.shape[1]), z.dtype)])
-            chunks.append(np.asarray(self._generate(g_params, g_model_state, chunk)))
+            pad = CHUNK - len(chunk)  # pad: one compiled shape, identical results per sample
+            chunk = np.concatenate([chunk, np.zeros((pad, z.shape[1]), z.dtype)])
+            args = (chunk,)
+            if y is not None:
+                args = (chunk, np.concatenate([y[start : start + CHUNK], np.zeros(pad, np.int32)]))
+            chunks.append(np.asarray(self._generate(g_params, g_model_state, *args)))
         if not chunks:
             return np.zeros((0, *self.models.data_shape), np.float32)
         return np.concatenate(chunks)[:num].astype(np.float32)
 
-    def sample(self, state: GANState, num: int, seed: int, *, ema: bool = True) -> np.ndarray:
+    def sample(
+        self,
+        state: GANState,
+        num: int,
+        seed: int,
+        *,
+        ema: bool = True,
+        labels: Any = None,
+        truncation: float | None = None,
+    ) -> np.ndarray:
         """``num`` samples of one seed's state: :meth:`variables`, then the noise scheme."""
-        return self(*self.variables(state, ema=ema), num, seed)
+        return self(
+            *self.variables(state, ema=ema), num, seed, labels=labels, truncation=truncation
+        )

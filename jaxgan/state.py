@@ -118,7 +118,9 @@ def make_optimizer(
         "sgd"); for adam ``b1``, ``b2``, ``eps``; for sgd ``momentum`` and optionally
         ``final_momentum`` with ``momentum_ramp_steps`` (a linear ramp, as in
         Goodfellow et al. 2014); for both, optional ``lr_decay``: the learning rate is
-        multiplied by it after every iteration (1.0 keeps it constant).
+        multiplied by it after every iteration (1.0 keeps it constant), or
+        ``linear_decay_steps``: it falls linearly to 0 over that many iterations (SNGAN,
+        Miyato et al. 2018; 0: off). Not both.
       learning_rate: the initial learning rate.
       updates_per_iteration: optimizer updates per training iteration (``d_steps`` for
         D): the schedules advance once per iteration, after that many updates.
@@ -129,9 +131,17 @@ def make_optimizer(
     """
     name = opt_config.name
     decay = float(getattr(opt_config, "lr_decay", 1.0) or 1.0)
+    linear = int(getattr(opt_config, "linear_decay_steps", 0) or 0)
     per_iteration = _per_iteration(updates_per_iteration)
-    if decay == 1.0:
-        lr: Any = float(learning_rate)
+    if linear < 0 or (linear and decay != 1.0):
+        raise ValueError(
+            f"optimizer.linear_decay_steps={linear} with lr_decay={decay}: choose one schedule "
+            "(linear_decay_steps >= 0; lr_decay 1.0 turns the exponential one off)"
+        )
+    if linear:
+        lr: Any = per_iteration(optax.linear_schedule(float(learning_rate), 0.0, linear))
+    elif decay == 1.0:
+        lr = float(learning_rate)
     else:
         lr = per_iteration(
             optax.exponential_decay(float(learning_rate), transition_steps=1, decay_rate=decay)
@@ -165,25 +175,43 @@ def pack_of(config: Any) -> int:
     return int(config.get("pack", None) or config.model.get("pack", 1))
 
 
-def build_gan(config: Any, data_shape: tuple[int, ...]) -> GAN:
+def build_gan(config: Any, data_shape: tuple[int, ...], num_classes: int = 0) -> GAN:
     """Builds the networks and optimizers named by a config.
 
     Args:
       config: the run config (fields ``model.name``, ``model.conv``, ``model.d_norm``,
-        ``pack``, ``optimizer`` (with ``schedule_per``), ``g_lr``, ``d_lr``, ``d_steps``;
+        ``model.conditioning``, ``model.spectral_norm``, ``model.attention``, ``pack``,
+        ``optimizer`` (with ``schedule_per``), ``g_lr``, ``d_lr``, ``d_steps``;
         see ``jaxgan/configs/default.py``). Fields absent from an older config take
         the value of the jaxgan that wrote it.
       data_shape: shape of one data example, e.g. ``(2,)`` or ``(28, 28, 1)``.
+      num_classes: the dataset's number of classes (``Dataset.num_classes``), which a
+        class-conditional config (``model.conditioning`` other than ``"none"``) needs.
 
     Returns:
       A :class:`GAN`.
+
+    Raises:
+      ValueError: the config asks for what the networks or the data cannot do (e.g. a
+        conditional GAN on data without labels); the message says what to change.
     """
+    conditioning = config.model.get("conditioning", "none")
+    if conditioning != "none" and num_classes < 1:
+        raise ValueError(
+            f"model.conditioning={conditioning!r} trains a class-conditional GAN, but this "
+            "data has no class labels (MNIST-family IDX files and tfds datasets with a "
+            "'label' feature have them); use --config.model.conditioning=none"
+        )
     models = models_lib.build_models(
         config.model.name,
         data_shape=tuple(data_shape),
         pack=pack_of(config),
         conv=config.model.get("conv", "fast"),
         d_norm=config.model.get("d_norm", "batch"),
+        num_classes=num_classes if conditioning != "none" else 0,
+        conditioning=conditioning,
+        spectral_norm=config.model.get("spectral_norm", "default"),
+        attention=int(config.model.get("attention", 0) or 0),
     )
     per_update = config.optimizer.get("schedule_per", "update") == "update"
     return GAN(
@@ -217,8 +245,15 @@ def create_state(gan: GAN, key: jax.Array) -> GANState:
     g_key, d_key = jax.random.split(key)
     z = jnp.zeros((models.pack, models.latent_dim), jnp.float32)
     x = jnp.zeros((models.pack, *models.data_shape), jnp.float32)
-    g_params, g_model_state = _split_variables(models.generator.init(g_key, z, train=False))
-    d_params, d_model_state = _split_variables(models.discriminator.init(d_key, x, train=False))
+    g_inputs, d_inputs = (z,), (x,)
+    if models.conditional:
+        y = jnp.zeros((models.pack,), jnp.int32)
+        g_inputs = (z, y)
+        d_inputs = (x, y) if models.d_takes_labels else (x,)
+    g_params, g_model_state = _split_variables(models.generator.init(g_key, *g_inputs, train=False))
+    d_params, d_model_state = _split_variables(
+        models.discriminator.init(d_key, *d_inputs, train=False)
+    )
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_params,

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgan import augment as augment_lib
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
 from jaxgan.data import Dataset
@@ -27,8 +28,10 @@ __all__ = [
     "STANDING_STATS_SEED",
     "all_finite",
     "apply_model",
+    "balanced_labels",
     "ema_decay_schedule",
     "make_batch_sampler",
+    "make_discriminator_fn",
     "make_ema_model_state_fn",
     "make_generate_fn",
     "make_sample_fn",
@@ -49,33 +52,95 @@ def _cast_floats(tree, dtype):
 
 
 def apply_model(
-    module, params, model_state, x, *, train: bool, dropout_key=None, compute_dtype=None
+    module, params, model_state, *inputs, train: bool, dropout_key=None, compute_dtype=None
 ):
-    """Applies a Linen module; returns ``(output, new_model_state)``.
+    """Applies a Linen module to ``inputs`` (``x``, or ``z, labels`` for a conditional G);
+    returns ``(output, new_model_state)``.
 
-    In train mode the non-parameter collections (BatchNorm statistics) are mutable
-    and come back updated; in eval mode they come back unchanged.
+    In train mode the non-parameter collections (BatchNorm statistics, spectral norm's
+    ``u`` and σ) are mutable and come back updated; in eval mode they come back unchanged.
 
     With ``compute_dtype`` (e.g. ``jnp.bfloat16``: mixed precision) the parameters and
-    the input are cast to it for the computation only: the output and the updated
-    model state come back in their own (float32) dtypes, and gradients flow to the
-    float32 parameters through the cast.
+    the floating-point inputs are cast to it for the computation only: the output and
+    the updated model state come back in their own (float32) dtypes, and gradients flow
+    to the float32 parameters through the cast. Integer inputs (labels) are not cast.
     """
     variables = {"params": params, **model_state}
     if compute_dtype is not None:
         variables = {"params": _cast_floats(params, compute_dtype), **model_state}
-        x = x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+        inputs = tuple(_cast_floats(x, compute_dtype) for x in inputs)
     rngs = {"dropout": dropout_key} if dropout_key is not None else None
     if train and model_state:
         out, new_state = module.apply(
-            variables, x, train=True, rngs=rngs, mutable=list(model_state)
+            variables, *inputs, train=True, rngs=rngs, mutable=list(model_state)
         )
         new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, model_state)
     else:
-        out, new_state = module.apply(variables, x, train=train, rngs=rngs), model_state
+        out, new_state = module.apply(variables, *inputs, train=train, rngs=rngs), model_state
     if compute_dtype is not None:
-        out = out.astype(jnp.float32)
+        out = _cast_floats(out, jnp.float32)
     return out, new_state
+
+
+# Random streams added after jaxgan 0.2, folded into a D update's (or the G update's) key,
+# so that the draws of every earlier setting stay what they were.
+_LABEL_STREAM = 1  # the fake examples' class labels
+_AUGMENT_STREAM = 2  # DiffAugment's transforms (real, fake)
+_REAL_DROPOUT_STREAM = 3  # dropout of D's real pass in a relativistic G update
+
+
+def _generator_inputs(models, z, labels):
+    return (z, labels) if models.conditional else (z,)
+
+
+def _discriminator_inputs(models, x, labels):
+    return (x, labels) if models.d_takes_labels else (x,)
+
+
+def _split_real(real_batches, models, d_steps):
+    """``(images [k, B, ...], labels [k, B] or None)`` of a step's real batches, checked."""
+    images, labels = (
+        tuple(real_batches) if isinstance(real_batches, (tuple, list)) else (real_batches, None)
+    )
+    if images.shape[0] != d_steps:
+        raise ValueError(
+            f"real_batches must have a leading axis of d_steps={d_steps} minibatches, "
+            f"got shape {images.shape}."
+        )
+    if models.conditional and labels is None:
+        raise ValueError(
+            "this GAN is class-conditional: real_batches must be (images [k, B, ...], labels "
+            "[k, B]) (make_batch_sampler(..., labels=True) draws them)"
+        )
+    if labels is not None and tuple(labels.shape) != tuple(images.shape[:2]):
+        raise ValueError(f"labels must have shape {images.shape[:2]}, got {labels.shape}")
+    return images, (labels if models.conditional else None)
+
+
+def make_discriminator_fn(gan: GAN, run_model, *, augment: str = ""):
+    """``d_apply(d_params, d_model_state, x, labels, dropout_key, augment_key) -> (logits,
+    class_logits or None, new d_model_state)``: D in train mode on DiffAugment's transform
+    of ``x`` (when a policy is given), with the labels a projection D takes; ACGAN's D
+    also returns its class logits."""
+    models = gan.models
+
+    def d_apply(d_params, d_model_state, x, labels, dropout_key, augment_key):
+        if augment:
+            x = augment_lib.diff_augment(x, augment_key, augment)
+        out, ms = run_model(
+            models.discriminator, d_params, d_model_state,
+            *_discriminator_inputs(models, x, labels), train=True, dropout_key=dropout_key,
+        )  # fmt: skip
+        if models.conditioning == "acgan":
+            return out[0], out[1], ms
+        return out, None, ms
+
+    return d_apply
+
+
+def _class_loss(class_logits, labels):
+    """ACGAN's auxiliary loss: the mean cross-entropy of the class logits."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))
 
 
 def step_keys(key: jax.Array, step: jax.Array, d_steps: int) -> tuple[jax.Array, jax.Array]:
@@ -121,6 +186,8 @@ def make_train_step(
     skip_nonfinite: bool = True,
     scan_d_steps: bool = False,
     compute_dtype: Any = None,
+    augment: str = "",
+    acgan_weight: float = 1.0,
 ) -> Callable[[GANState, jax.Array, jax.Array], tuple[GANState, Metrics]]:
     """Builds ``train_step(state, real_batches, key) -> (state, metrics)``.
 
@@ -162,44 +229,53 @@ def make_train_step(
       compute_dtype: e.g. ``jnp.bfloat16`` for mixed precision: both networks compute in
         it, while parameters, optimizer states, BatchNorm statistics, losses and
         gradients stay float32 (see :func:`apply_model`). None: float32 throughout.
+      augment: a DiffAugment policy (Zhao et al. 2020; :mod:`jaxgan.augment`), e.g.
+        ``"color,translation,cutout"``: every D evaluation (D's updates and G's) sees real
+        and fake images through random transforms from the step's keys; penalties are
+        taken through it. ``""``: off, the step without it bit for bit.
+      acgan_weight: weight of ACGAN's class loss (Odena et al. 2017) when
+        ``models.conditioning == "acgan"``: D's on real and fake examples, G's on fakes.
+
+    A class-conditional GAN's fake labels are uniform over the classes; a relativistic
+    loss's G update also scores the iteration's last real batch.
 
     Returns:
       A pure function. ``real_batches`` has shape ``[d_steps, B, *data_shape]``: one
-      real minibatch per D update. ``key`` is the run's training key; the function
+      real minibatch per D update; for a conditional GAN it is the pair ``(images,
+      labels [d_steps, B])``. ``key`` is the run's training key; the function
       folds in ``state.step`` itself. Jit it (with ``donate_argnums=0``) yourself.
     """
-    if d_steps < 1:
-        raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+    _check_combination(gan, d_steps=d_steps, augment=augment, acgan_weight=acgan_weight,
+                       penalty_per=penalty_per)  # fmt: skip
     _check_penalties(gan, gp_weight=gp_weight, r1_gamma=r1_gamma, r2_gamma=r2_gamma)
-    if penalty_per not in PENALTY_UNITS:
-        raise ValueError(f"penalty_per must be one of {PENALTY_UNITS}, got {penalty_per!r}")
     penalty_pack = gan.models.pack if penalty_per == "pack" else 1
     loss_pair = losses_lib.get_loss(loss)
     run_model = functools.partial(apply_model, compute_dtype=compute_dtype)
+    d_apply = make_discriminator_fn(gan, run_model, augment=augment)
     d_updates = _make_d_updates(
-        gan, loss_pair, run_model, d_steps=d_steps, fresh_g_noise=fresh_g_noise,
+        gan, loss_pair, run_model, d_apply, d_steps=d_steps, fresh_g_noise=fresh_g_noise,
         scan_d_steps=scan_d_steps, gp_weight=gp_weight, r1_gamma=r1_gamma, r2_gamma=r2_gamma,
-        pack=penalty_pack,
+        pack=penalty_pack, acgan_weight=acgan_weight, augment=bool(augment),
     )  # fmt: skip
-    g_gradients = _make_g_gradients(gan, loss_pair, run_model, fresh_g_noise=fresh_g_noise)
+    g_gradients = _make_g_gradients(
+        gan, loss_pair, run_model, d_apply, fresh_g_noise=fresh_g_noise, augment=bool(augment),
+        acgan_weight=acgan_weight,
+    )  # fmt: skip
     ema_decay_at = functools.partial(ema_decay_schedule, ema_decay, warmup=ema_warmup)
 
     def train_step(state: GANState, real_batches: jax.Array, key: jax.Array):
-        if real_batches.shape[0] != d_steps:
-            raise ValueError(
-                f"real_batches must have a leading axis of d_steps={d_steps} minibatches, "
-                f"got shape {real_batches.shape}."
-            )
+        real_images, real_labels = _split_real(real_batches, gan.models, d_steps)
         d_keys, g_key = step_keys(key, state.step, d_steps)
         # ---- k discriminator updates, G fixed.
         d_state, g_model_state, d_metrics, d_finite, last_fake = d_updates(
-            state, real_batches, d_keys
+            state, real_images, real_labels, d_keys
         )
         d_params, d_model_state, d_opt_state = d_state
         # ---- one generator update against the updated discriminator.
+        last_real = (real_images[-1], None if real_labels is None else real_labels[-1])
         g_loss, g_grads, g_ms, d_ms = g_gradients(
             state.g_params, g_model_state, d_params, d_model_state, g_key,
-            real_batches.shape[1], last_fake,
+            real_images.shape[1], last_fake, last_real,
         )  # fmt: skip
         # Decided before G's optimizer update, from the losses, gradients and BatchNorm
         # statistics, so that the update runs inside the `lax.cond` and is simply not run
@@ -235,32 +311,50 @@ def make_train_step(
             skipped=state.skipped + skipped_now,
             skip_streak=(state.skip_streak + 1) * skipped_now,
         )
-        metrics = {
-            **d_metrics,
-            "g_loss": g_loss,
-            "g_grad_norm": optax.tree.norm(g_grads),
-            "g_param_norm": optax.tree.norm(new.g_params),
-            "d_param_norm": optax.tree.norm(new.d_params),
-            "finite": finite.astype(jnp.float32),
-            "skipped": new.skipped,
-            "skip_streak": new.skip_streak,
-        }
-        return new, metrics
+        return new, _step_metrics(d_metrics, g_loss, g_grads, new, finite)
 
     return train_step
 
 
+def _step_metrics(d_metrics, g_loss, g_grads, new: GANState, finite) -> Metrics:
+    """The metrics of one iteration: D's (means over its k updates), then G's and the state's."""
+    return {
+        **d_metrics,
+        "g_loss": g_loss,
+        "g_grad_norm": optax.tree.norm(g_grads),
+        "g_param_norm": optax.tree.norm(new.g_params),
+        "d_param_norm": optax.tree.norm(new.d_params),
+        "finite": finite.astype(jnp.float32),
+        "skipped": new.skipped,
+        "skip_streak": new.skip_streak,
+    }
+
+
 def make_batch_sampler(
-    dataset: Dataset, *, d_steps: int, batch_size: int, value_range: tuple[float, float]
-) -> Callable[[Any, jax.Array], jax.Array]:
+    dataset: Dataset,
+    *,
+    d_steps: int,
+    batch_size: int,
+    value_range: tuple[float, float],
+    labels: bool = False,
+) -> Callable[[Any, jax.Array], Any]:
     """Builds ``draw(arrays, key) -> real_batches [d_steps, batch_size, *shape]``: the real
     minibatches one train step takes, drawn on the device (:func:`jaxgan.data.sample_batch`,
     i.i.d. with replacement). Pure and jit-able; the trainer draws with
-    ``fold_in(data_key, step)``."""
+    ``fold_in(data_key, step)``. With ``labels`` (a class-conditional GAN) it returns
+    ``(images, labels [d_steps, batch_size])``, the images being those drawn without."""
 
     def draw(arrays, key):
         num = d_steps * batch_size
-        real = data_lib.sample_batch(arrays, key, num, dataset=dataset, value_range=value_range)
+        real = data_lib.sample_batch(
+            arrays, key, num, dataset=dataset, value_range=value_range, labels=labels
+        )
+        if labels:
+            images, classes = real
+            return (
+                images.reshape(d_steps, batch_size, *dataset.shape),
+                classes.reshape(d_steps, batch_size),
+            )
         return real.reshape(d_steps, batch_size, *dataset.shape)
 
     return draw
@@ -291,6 +385,8 @@ def make_train_step_for(gan: GAN, config: Any):
         penalty_per=config.get("penalty_per", "sample"),
         scan_d_steps=config.scan_d_steps,
         compute_dtype=compute_dtype(config),
+        augment=config.get("augment", ""),
+        acgan_weight=config.get("acgan_weight", 1.0),
     )
 
 
@@ -307,58 +403,90 @@ def _check_penalties(gan: GAN, *, gp_weight: float, r1_gamma: float, r2_gamma: f
         return
     models = gan.models
     x = jax.ShapeDtypeStruct((models.pack, *models.data_shape), jnp.float32)
+    y = jax.ShapeDtypeStruct((models.pack,), jnp.int32)
     variables = jax.eval_shape(
-        lambda x: models.discriminator.init(jax.random.key(0), x, train=False), x
+        lambda x, y: models.discriminator.init(
+            jax.random.key(0), *_discriminator_inputs(models, x, y), train=False
+        ),
+        x,
+        y,
     )
-    if set(variables) - {"params"}:
+    if "batch_stats" in variables:
         names = ", ".join(n for n, v in weights.items() if v)
         raise ValueError(
             f"{names}: a gradient penalty needs a discriminator whose scores each depend on "
-            f"their own input alone, but this D keeps {sorted(set(variables) - {'params'})} "
+            "their own input alone, but this D keeps batch_stats "
             "(BatchNorm couples the examples of a batch): use a D without BatchNorm, e.g. "
             "--config.model.d_norm=layer for dcgan32/dcgan64 (Gulrajani et al. 2017 replace "
             "BatchNorm with layer normalization in the critic)"
         )
 
 
-def _make_d_update(gan: GAN, loss_pair, run_model, *, gp_weight, r1_gamma, r2_gamma, pack):
-    """``d_update((d_params, d_model_state, d_opt_state), real, fake, keys) -> (carry,
-    metrics)``: one discriminator update on a real and a (detached) fake batch."""
-    discriminator = gan.discriminator
+def _check_combination(gan: GAN, *, d_steps, augment, acgan_weight, penalty_per) -> None:
+    """Refuses settings out of range, or that make no sense together, saying what to change."""
+    models = gan.models
+    if d_steps < 1:
+        raise ValueError(f"d_steps must be >= 1, got {d_steps}.")
+    if penalty_per not in PENALTY_UNITS:
+        raise ValueError(f"penalty_per must be one of {PENALTY_UNITS}, got {penalty_per!r}")
+    if augment:
+        augment_lib.parse_policy(augment)
+        if len(models.data_shape) != 3:
+            raise ValueError(
+                f"augment={augment!r}: DiffAugment transforms images (H, W, C), but this "
+                f"GAN's data has shape {models.data_shape}; turn it off (augment='')"
+            )
+    if models.conditional and models.pack > 1:
+        raise ValueError(
+            f"pack={models.pack} with a class-conditional GAN: a packed D judges several "
+            "samples together, but each has its own label; use pack=1"
+        )
+    if not acgan_weight >= 0:
+        raise ValueError(f"acgan_weight must be >= 0, got {acgan_weight}")
+
+
+def _make_d_update(
+    gan: GAN, loss_pair, d_apply, *, gp_weight, r1_gamma, r2_gamma, pack, acgan_weight
+):
+    """``d_update((d_params, d_model_state, d_opt_state), (real, labels), (fake, labels),
+    keys) -> (carry, metrics)``: one discriminator update on a real and a (detached) fake
+    batch."""
+    acgan = gan.models.conditioning == "acgan"
 
     def d_update(carry, real, fake, keys):
         d_params, d_model_state, d_opt_state = carry
-        drop_real, drop_fake, gp_key = keys
+        (real_x, real_y), (fake_x, fake_y) = real, fake
+        drop_real, drop_fake, gp_key, aug_real, aug_fake = keys
 
         def d_loss_fn(d_params):
-            real_logits, ms = run_model(
-                discriminator, d_params, d_model_state, real, train=True, dropout_key=drop_real
+            real_logits, real_class, ms = d_apply(
+                d_params, d_model_state, real_x, real_y, drop_real, aug_real
             )
-            fake_logits, ms = run_model(
-                discriminator, d_params, ms, fake, train=True, dropout_key=drop_fake
-            )
+            fake_logits, fake_class, ms = d_apply(d_params, ms, fake_x, fake_y, drop_fake, aug_fake)
             d_loss = jnp.mean(loss_pair.discriminator(real_logits, fake_logits))
             penalty = jnp.zeros((), d_loss.dtype)
+            class_loss = jnp.zeros((), d_loss.dtype)
+            if acgan:
+                class_loss = _class_loss(real_class, real_y) + _class_loss(fake_class, fake_y)
 
-            def d_fn(x, dropout_key):
-                return run_model(
-                    discriminator, d_params, d_model_state, x, train=True, dropout_key=dropout_key
-                )[0]
+            def d_fn(x, y, dropout_key, augment_key):
+                return d_apply(d_params, d_model_state, x, y, dropout_key, augment_key)[0]
 
+            real_d = lambda x: d_fn(x, real_y, drop_real, aug_real)
             if gp_weight:
-                gp = losses_lib.wgan_gp_penalty(
-                    lambda x: d_fn(x, drop_real), real, fake, gp_key, pack=pack
-                )
+                gp = losses_lib.wgan_gp_penalty(real_d, real_x, fake_x, gp_key, pack=pack)
                 penalty += gp_weight * jnp.mean(gp)
             if r1_gamma:
-                r1 = losses_lib.r1_penalty(lambda x: d_fn(x, drop_real), real, pack=pack)
+                r1 = losses_lib.r1_penalty(real_d, real_x, pack=pack)
                 penalty += 0.5 * r1_gamma * jnp.mean(r1)
             if r2_gamma:
-                r2 = losses_lib.r2_penalty(lambda x: d_fn(x, drop_fake), fake, pack=pack)
+                fake_d = lambda x: d_fn(x, fake_y, drop_fake, aug_fake)
+                r2 = losses_lib.r2_penalty(fake_d, fake_x, pack=pack)
                 penalty += 0.5 * r2_gamma * jnp.mean(r2)
-            return d_loss + penalty, (ms, real_logits, fake_logits, d_loss, penalty)
+            total = d_loss + penalty + acgan_weight * class_loss
+            return total, (ms, real_logits, fake_logits, d_loss, penalty, class_loss)
 
-        grads, (d_model_state, real_logits, fake_logits, d_loss, penalty) = jax.grad(
+        grads, (d_model_state, real_logits, fake_logits, d_loss, penalty, class_loss) = jax.grad(
             d_loss_fn, has_aux=True
         )(d_params)
         updates, d_opt_state = gan.d_tx.update(grads, d_opt_state, d_params)
@@ -371,51 +499,66 @@ def _make_d_update(gan: GAN, loss_pair, run_model, *, gp_weight, r1_gamma, r2_ga
             "d_acc_real": jnp.mean((real_logits > 0).astype(jnp.float32)),
             "d_acc_fake": jnp.mean((fake_logits < 0).astype(jnp.float32)),
             "d_grad_norm": optax.tree.norm(grads),
-            "d_finite": all_finite(grads) & jnp.isfinite(d_loss + penalty),
+            "d_finite": all_finite(grads) & jnp.isfinite(d_loss + penalty + class_loss),
         }
+        if acgan:
+            metrics["d_class_loss"] = class_loss
         return (d_params, d_model_state, d_opt_state), metrics
 
     return d_update
 
 
 def _make_d_updates(
-    gan: GAN, loss_pair, run_model, *, d_steps, fresh_g_noise, scan_d_steps, **penalties
-):
-    """``d_updates(state, real_batches, d_keys) -> ((d_params, d_model_state, d_opt_state),
-    g_model_state, mean D metrics, all finite, (last fake, its G vjp) or None)``: the k
-    discriminator updates of one iteration, each on its own real batch and fresh noise."""
+    gan: GAN, loss_pair, run_model, d_apply, *, d_steps, fresh_g_noise, scan_d_steps, augment,
+    **settings,
+):  # fmt: skip
+    """``d_updates(state, real_images, real_labels, d_keys) -> ((d_params, d_model_state,
+    d_opt_state), g_model_state, mean D metrics, all finite, (last fake, its G vjp, its
+    labels) or None)``: the k discriminator updates of one iteration, each on its own real
+    batch and fresh noise."""
     models = gan.models
-    d_update = _make_d_update(gan, loss_pair, run_model, **penalties)
+    d_update = _make_d_update(gan, loss_pair, d_apply, **settings)
 
-    def d_updates(state: GANState, real_batches: jax.Array, d_keys: jax.Array):
-        batch_size = real_batches.shape[1]
+    def d_updates(state: GANState, real_images, real_labels, d_keys: jax.Array):
+        batch_size = real_images.shape[1]
 
-        def g_forward(g_params, g_model_state, z):
-            return run_model(models.generator, g_params, g_model_state, z, train=True)
+        def g_forward(g_params, g_model_state, z, labels):
+            inputs = _generator_inputs(models, z, labels)
+            return run_model(models.generator, g_params, g_model_state, *inputs, train=True)
 
-        def one_d_update(carry, real, d_key, keep_vjp=False):
+        def one_d_update(carry, real, real_y, d_key, keep_vjp=False):
             d_carry, g_model_state = carry
             z_key, drop_real, drop_fake, gp_key = jax.random.split(d_key, 4)
             z = models.sample_latent(z_key, batch_size)
+            fake_y = None
+            if models.conditional:
+                label_key = jax.random.fold_in(d_key, _LABEL_STREAM)
+                fake_y = models.sample_labels(label_key, batch_size)
+            aug_real = aug_fake = None
+            if augment:
+                aug_real, aug_fake = jax.random.split(jax.random.fold_in(d_key, _AUGMENT_STREAM))
             g_vjp = None
             if keep_vjp:  # the one G forward whose fake also serves the G update
                 fake, g_vjp, g_model_state = jax.vjp(
-                    lambda p: g_forward(p, g_model_state, z), state.g_params, has_aux=True
+                    lambda p: g_forward(p, g_model_state, z, fake_y), state.g_params, has_aux=True
                 )
             else:
-                fake, g_model_state = g_forward(state.g_params, g_model_state, z)
-            keys = (drop_real, drop_fake, gp_key)
-            d_carry, metrics = d_update(d_carry, real, jax.lax.stop_gradient(fake), keys)
-            return (d_carry, g_model_state), metrics, fake, g_vjp
+                fake, g_model_state = g_forward(state.g_params, g_model_state, z, fake_y)
+            keys = (drop_real, drop_fake, gp_key, aug_real, aug_fake)
+            d_carry, metrics = d_update(
+                d_carry, (real, real_y), (jax.lax.stop_gradient(fake), fake_y), keys
+            )
+            return (d_carry, g_model_state), metrics, (fake, g_vjp, fake_y)
 
         carry = ((state.d_params, state.d_model_state, state.d_opt_state), state.g_model_state)
+        labels_at = lambda i: None if real_labels is None else real_labels[i]
         # With reused noise the last D update keeps G's vjp, so it runs outside the loop.
         looped = d_steps if fresh_g_noise else d_steps - 1
         if scan_d_steps:
             carry, stacked = jax.lax.scan(
                 lambda c, xs: one_d_update(c, *xs)[:2],
                 carry,
-                (real_batches[:looped], d_keys[:looped]),
+                (real_images[:looped], labels_at(slice(None, looped)), d_keys[:looped]),
             )
             per_update = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(looped)]
         else:
@@ -423,15 +566,14 @@ def _make_d_updates(
             # while loop 10-40x slower (docs/BENCHMARKS.md); compile time grows with k.
             per_update = []
             for i in range(looped):
-                carry, metrics, _, _ = one_d_update(carry, real_batches[i], d_keys[i])
+                carry, metrics, _ = one_d_update(carry, real_images[i], labels_at(i), d_keys[i])
                 per_update.append(metrics)
         last_fake = None
         if not fresh_g_noise:
-            carry, metrics, fake, g_vjp = one_d_update(
-                carry, real_batches[-1], d_keys[-1], keep_vjp=True
+            carry, metrics, last_fake = one_d_update(
+                carry, real_images[-1], labels_at(-1), d_keys[-1], keep_vjp=True
             )
             per_update.append(metrics)
-            last_fake = (fake, g_vjp)
         d_state, g_model_state = carry
         d_metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_update)
         d_finite = jnp.all(d_metrics.pop("d_finite"))
@@ -440,56 +582,89 @@ def _make_d_updates(
     return d_updates
 
 
-def _make_g_gradients(gan: GAN, loss_pair, run_model, *, fresh_g_noise):
+def _make_g_gradients(
+    gan: GAN, loss_pair, run_model, d_apply, *, fresh_g_noise, augment, acgan_weight
+):
     """``g_gradients(g_params, g_model_state, d_params, d_model_state, g_key, batch_size,
-    last_fake) -> (g_loss, g_grads, g_model_state, d_model_state)`` against the updated D:
-    through a fresh G forward, or back through the last D update's (``last_fake``)."""
+    last_fake, last_real) -> (g_loss, g_grads, g_model_state, d_model_state)`` against the
+    updated D: through a fresh G forward, or back through the last D update's
+    (``last_fake``). A relativistic loss also scores ``last_real`` (images, labels)."""
     models = gan.models
+    relativistic = bool(getattr(loss_pair, "relativistic", False))
+    acgan = models.conditioning == "acgan"
 
-    def g_gradients(g_params, g_model_state, d_params, d_model_state, g_key, batch_size, last):
+    def g_gradients(g_params, g_model_state, d_params, d_model_state, g_key, batch_size, last,
+                    last_real):  # fmt: skip
         z_key, drop_key = jax.random.split(g_key)
+        aug_fake = aug_real = None
+        if augment:
+            aug_fake, aug_real = jax.random.split(jax.random.fold_in(g_key, _AUGMENT_STREAM))
 
-        def loss_of_fake(fake):
-            fake_logits, d_ms = run_model(
-                models.discriminator, d_params, d_model_state, fake, train=True,
-                dropout_key=drop_key,
-            )  # fmt: skip
-            return jnp.mean(loss_pair.generator(fake_logits)), d_ms
+        def loss_of_fake(fake, labels):
+            fake_logits, fake_class, d_ms = d_apply(
+                d_params, d_model_state, fake, labels, drop_key, aug_fake
+            )
+            if relativistic:
+                real_x, real_y = last_real
+                real_logits, _, d_ms = d_apply(
+                    d_params, d_ms, real_x, real_y,
+                    jax.random.fold_in(g_key, _REAL_DROPOUT_STREAM), aug_real,
+                )  # fmt: skip
+                g_loss = jnp.mean(loss_pair.generator(fake_logits, real_logits))
+            else:
+                g_loss = jnp.mean(loss_pair.generator(fake_logits))
+            if acgan:
+                g_loss += acgan_weight * _class_loss(fake_class, labels)
+            return g_loss, d_ms
 
         if fresh_g_noise:
             z = models.sample_latent(z_key, batch_size)
+            labels = None
+            if models.conditional:
+                labels = models.sample_labels(jax.random.fold_in(g_key, _LABEL_STREAM), batch_size)
+            inputs = _generator_inputs(models, z, labels)
 
             def g_loss_fn(g_params):
-                fake, g_ms = run_model(models.generator, g_params, g_model_state, z, train=True)
-                g_loss, d_ms = loss_of_fake(fake)
+                fake, g_ms = run_model(
+                    models.generator, g_params, g_model_state, *inputs, train=True
+                )
+                g_loss, d_ms = loss_of_fake(fake, labels)
                 return g_loss, (g_ms, d_ms)
 
             (g_loss, (g_ms, d_ms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
             return g_loss, g_grads, g_ms, d_ms
         # Back-propagate d g_loss / d fake through the G forward of the last D update.
-        fake, g_vjp = last
-        (g_loss, d_ms), fake_grad = jax.value_and_grad(loss_of_fake, has_aux=True)(fake)
+        fake, g_vjp, labels = last
+        (g_loss, d_ms), fake_grad = jax.value_and_grad(loss_of_fake, has_aux=True)(fake, labels)
         (g_grads,) = g_vjp(fake_grad)
         return g_loss, g_grads, g_model_state, d_ms
 
     return g_gradients
 
 
-def make_generate_fn(
-    gan: GAN, compute_dtype: Any = None
-) -> Callable[[Any, Any, jax.Array], jax.Array]:
-    """Builds ``generate(g_params, g_model_state, z) -> samples`` (G in eval mode).
+def make_generate_fn(gan: GAN, compute_dtype: Any = None) -> Callable[..., jax.Array]:
+    """Builds ``generate(g_params, g_model_state, z, labels=None) -> samples`` (G in eval
+    mode; ``labels`` (B,) int for a class-conditional G, which needs them).
 
     In eval mode BatchNorm uses its running statistics, so each sample depends on
     its own noise vector alone.
     """
+    models = gan.models
 
-    def generate(g_params, g_model_state, z):
+    def generate(g_params, g_model_state, z, labels=None):
+        if models.conditional and labels is None:
+            raise ValueError("this generator is class-conditional: pass labels (B,) in [0, C)")
         return apply_model(
-            gan.generator, g_params, g_model_state, z, train=False, compute_dtype=compute_dtype
-        )[0]
+            models.generator, g_params, g_model_state, *_generator_inputs(models, z, labels),
+            train=False, compute_dtype=compute_dtype,
+        )[0]  # fmt: skip
 
     return generate
+
+
+def balanced_labels(num: int, num_classes: int) -> jax.Array:
+    """``[0, 1, ..., C-1, 0, 1, ...]``: ``num`` labels balanced over ``num_classes``."""
+    return jnp.arange(num, dtype=jnp.int32) % num_classes
 
 
 def make_sample_fn(
@@ -497,13 +672,16 @@ def make_sample_fn(
 ) -> Callable[[Any, Any, jax.Array, int], jax.Array]:
     """Builds ``sample(g_params, g_model_state, key, num) -> samples``.
 
-    Noise from the model's prior, then :func:`make_generate_fn`. Jit with ``num``
+    Noise from the model's prior, then :func:`make_generate_fn`; a class-conditional G
+    gets labels balanced over the classes (:func:`balanced_labels`). Jit with ``num``
     static (``static_argnums=3``).
     """
     generate = make_generate_fn(gan, compute_dtype)
+    models = gan.models
 
     def sample(g_params, g_model_state, key, num: int):
-        return generate(g_params, g_model_state, gan.models.sample_latent(key, num))
+        labels = balanced_labels(num, models.num_classes) if models.conditional else None
+        return generate(g_params, g_model_state, models.sample_latent(key, num), labels)
 
     return sample
 
@@ -527,23 +705,29 @@ def make_standing_stats_fn(
     parameters ("standing statistics"): for noise ``z_batches`` of shape
     ``[num_batches, B, latent_dim]`` (B the training batch, so that each batch's
     statistics are those a training step sees), the mean over batches of each
-    BatchNorm layer's per-batch mean and variance.
+    BatchNorm layer's per-batch mean and variance. A class-conditional G sees labels
+    balanced over the classes in each batch (:func:`balanced_labels`).
 
     It works for any Flax ``BatchNorm`` without knowing its momentum m: a train-mode
     pass from zeroed statistics returns ``(1 - m) · b`` for batch statistics ``b``, and
     one from statistics of one returns ``m + (1 - m) · b``; their difference is ``m``.
-    A generator without BatchNorm gets its (empty) state back unchanged.
+    Only the ``batch_stats`` collection is recomputed (spectral norm's ``u`` and σ are
+    kept); a generator without BatchNorm gets its state back unchanged.
     """
+    models = gan.models
 
     def after_one_pass(g_params, g_model_state, z, fill):
-        start = jax.tree.map(lambda x: jnp.full_like(x, fill), g_model_state)
+        stats = jax.tree.map(lambda x: jnp.full_like(x, fill), g_model_state["batch_stats"])
+        labels = balanced_labels(z.shape[0], models.num_classes) if models.conditional else None
         return apply_model(
-            gan.models.generator, g_params, start, z, train=True, compute_dtype=compute_dtype
-        )[1]
+            models.generator, g_params, {**g_model_state, "batch_stats": stats},
+            *_generator_inputs(models, z, labels), train=True, compute_dtype=compute_dtype,
+        )[1]["batch_stats"]  # fmt: skip
 
     def standing(g_params, g_model_state, z_batches):
-        if not jax.tree.leaves(g_model_state):
+        if not jax.tree.leaves(g_model_state.get("batch_stats", {})):
             return g_model_state
+        stats = g_model_state["batch_stats"]
         probe = z_batches[0, :2]
         from_zero = after_one_pass(g_params, g_model_state, probe, 0.0)
         from_one = after_one_pass(g_params, g_model_state, probe, 1.0)
@@ -553,12 +737,13 @@ def make_standing_stats_fn(
             scaled = after_one_pass(g_params, g_model_state, z, 0.0)  # (1 - m) · b
             return jax.tree.map(jnp.add, total, scaled), None
 
-        zero = jax.tree.map(jnp.zeros_like, g_model_state)
+        zero = jax.tree.map(jnp.zeros_like, stats)
         total, _ = jax.lax.scan(add_batch, zero, z_batches)
         num = z_batches.shape[0]
-        return jax.tree.map(
-            lambda t, s, old: (t / (s * num)).astype(old.dtype), total, one_minus_m, g_model_state
+        new = jax.tree.map(
+            lambda t, s, old: (t / (s * num)).astype(old.dtype), total, one_minus_m, stats
         )
+        return {**g_model_state, "batch_stats": new}
 
     return standing
 

@@ -160,7 +160,7 @@ def train_and_evaluate(
         config = run_folder.check_can_resume(workdir, config, dataset)
         _check_processes_agree(config, dataset)
         try:
-            gan = state_lib.build_gan(config, dataset.shape)
+            gan = state_lib.build_gan(config, dataset.shape, dataset.num_classes)
         except ValueError as e:  # e.g. a network that cannot produce this data's shape
             raise ConfigError(f"{e}: choose a model for {dataset.name!r} data.") from e
         try:
@@ -395,8 +395,9 @@ class _Program:
         )
 
         draw_batches = steps_lib.make_batch_sampler(
-            dataset, d_steps=k, batch_size=batch, value_range=gan.models.output_range
-        )
+            dataset, d_steps=k, batch_size=batch, value_range=gan.models.output_range,
+            labels=gan.models.conditional,
+        )  # fmt: skip
 
         def one_iteration(state, arrays, run_seed):
             keys = state_lib.make_keys(run_seed)
@@ -476,6 +477,7 @@ class _Evaluation:
                 self.evaluator = evaluators.make_evaluator(
                     dataset, output_range=self.output_range, idx_dir=config.data.idx_dir,
                     parzen=config.eval_parzen, kid_subsets=TRAINING_KID_SUBSETS, log=log,
+                    num_classes=gan.models.num_classes,
                 )  # fmt: skip
                 log(f"Image metrics every {config.eval_every} steps: {self.evaluator.protocol}")
             except EvaluationError as e:
@@ -503,7 +505,9 @@ class _Evaluation:
         diversity = health.sample_diversity(x)
         result = {"eval_diversity": diversity}
         if self.evaluator is not None:  # 2-D data: the same samples; images: their own
-            scores = self.evaluator(lambda num: x if num == len(x) else draw(num))
+            scores = self.evaluator(
+                lambda num: x if num == len(x) else draw(num), self.sampler.labels_for
+            )
             result.update({f"eval_{name}": value for name, value in scores.items()})
         collapsed = health.mode_collapsed(diversity, best_diversity, self.real_diversity)
         return result, collapsed, x

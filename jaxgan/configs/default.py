@@ -28,6 +28,14 @@ def get_config() -> ml_collections.ConfigDict:
     # dcgan32/dcgan64 D's normalisation: batch (Radford et al.) | layer | none. Penalties
     # (gp_weight, r1_gamma, r2_gamma) need a D without BatchNorm: layer, as WGAN-GP's critic.
     config.model.d_norm = "batch"
+    # Class-conditional GANs (labels from the data): none | projection (Miyato & Koyama 2018:
+    # G with class-conditional BatchNorm, a projection D) | acgan (Odena et al. 2017: D with
+    # an auxiliary classifier, weighted by acgan_weight).
+    config.model.conditioning = "none"
+    # Spectral normalization (Miyato et al. 2018): default (the family's own: on in the
+    # SN-ResNets' D, off elsewhere) | none | d | g_and_d. Its u and σ are checkpointed.
+    config.model.spectral_norm = "default"
+    config.model.attention = 0  # resolution of a SAGAN self-attention block (0 = none)
 
     # ---- objective and update schedule
     config.loss = "non_saturating"  # minimax | non_saturating | wasserstein | hinge | least_squares
@@ -45,6 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
     # The EMA's decay at iteration t is min(ema_decay, (1 + t) / (10 + t)): early samples show
     # G, not the EMA's memory of its initialisation (False: ema_decay throughout, jaxgan <= 0.2).
     config.ema_warmup = True
+    # DiffAugment (Zhao et al. 2020) in every D evaluation: "" (off) or a comma-separated
+    # policy of color, translation, cutout (e.g. "color,translation,cutout").
+    config.augment = ""
+    config.acgan_weight = 1.0  # weight of ACGAN's class loss (model.conditioning=acgan)
 
     # ---- optimization
     config.batch_size = 100  # m: examples per minibatch (each of the k D updates gets its own)
@@ -60,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.final_momentum = 0.0  # sgd: momentum ramps linearly to this ...
     config.optimizer.momentum_ramp_steps = 0  # ... over this many iterations (0 = constant)
     config.optimizer.lr_decay = 1.0  # learning rate multiplied by this after each iteration
+    config.optimizer.linear_decay_steps = 0  # or: it falls linearly to 0 over this many (0 = off)
     # What lr_decay and the momentum ramp count: iteration (training iterations, for G and
     # D alike) | update (optimizer updates: D's schedule runs d_steps times faster; jaxgan
     # <= 0.2).

@@ -147,6 +147,10 @@ class Dataset:
       std: Standard deviation of each mixture component (0 for images).
       fingerprint: sha256 hex digest of the canonical bytes of the data.
       num_examples: Number of examples, or ``None`` for infinite mixtures.
+      num_classes: Number of classes of ``arrays["labels"]`` (uint8 or int32 (N,), one
+        class per image: IDX label files, tfds' ``label`` feature), which class-conditional
+        GANs train with; 0 when the data has no such labels. (Stacked MNIST's
+        ``arrays["labels"]`` (N, 3), the digit of each channel, are for evaluation: 0.)
     """
 
     name: str
@@ -156,6 +160,7 @@ class Dataset:
     std: float = 0.0
     fingerprint: str = ""
     num_examples: int | None = None
+    num_classes: int = 0
 
 
 # ----------------------------------------------------------------------------
@@ -350,7 +355,8 @@ def load_idx(directory: str, *, name: str = "mnist", split: str = "train") -> Da
 
     Returns:
       A ``Dataset`` of kind ``"images"`` with ``arrays["images"]`` uint8
-      (N, H, W, 1), read-only; (60000, 28, 28, 1) for the MNIST train split.
+      (N, H, W, 1), read-only; (60000, 28, 28, 1) for the MNIST train split; and
+      ``arrays["labels"]`` uint8 (N,), ``num_classes`` 1 + the largest label (10).
 
     Raises:
       DataError: A file is missing, truncated or corrupt, or the split is unknown; or
@@ -361,13 +367,27 @@ def load_idx(directory: str, *, name: str = "mnist", split: str = "train") -> Da
     images_path, labels_path = _idx_paths(directory, split)
     _check_not_another_dataset(directory, name, (images_path, labels_path))
     images = _read_idx(images_path, _IDX_IMAGES_MAGIC)
-    num_labels = _read_idx(labels_path, _IDX_LABELS_MAGIC).shape[0]
-    if images.shape[0] != num_labels:
+    labels = _read_idx(labels_path, _IDX_LABELS_MAGIC)
+    if images.shape[0] != labels.shape[0]:
         raise DataError(
             f"IDX files do not match: {images_path!r} holds {images.shape[0]} images but "
-            f"{labels_path!r} holds {num_labels} labels."
+            f"{labels_path!r} holds {labels.shape[0]} labels."
         )
-    return _images_dataset(name, images[..., None])
+    return _with_labels(_images_dataset(name, images[..., None]), labels)
+
+
+def _with_labels(dataset: Dataset, labels: np.ndarray, num_classes: int | None = None) -> Dataset:
+    """``dataset`` with one class label per image (``arrays["labels"]``, ``num_classes``)."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return dataset
+    classes = int(num_classes or int(labels.max()) + 1)
+    dtype = np.uint8 if classes <= 256 else np.int32
+    return dataclasses.replace(
+        dataset,
+        arrays={**dataset.arrays, "labels": labels.astype(dtype)},
+        num_classes=classes,
+    )
 
 
 def load_idx_labels(directory: str, *, split: str) -> np.ndarray:
@@ -535,9 +555,15 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
         first.shape if first.ndim == 3 else (*first.shape, 1),
         hint=f"a part of it (--config.data.split='{split.split('[')[0]}[:10%]')",
     )
+    label_feature = features["label"] if "label" in feature_names else None
+    num_classes = int(getattr(label_feature, "num_classes", 0) or 0)
+    labels = np.zeros(num if num_classes else 0, np.int64)
     images = None
     for i in range(num):
-        image = np.asarray(source[i]["image"])
+        example = source[i]
+        image = np.asarray(example["image"])
+        if num_classes:
+            labels[i] = int(np.asarray(example["label"]))
         if image.ndim == 2:
             image = image[..., None]
         if images is None:
@@ -554,7 +580,8 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
                 "needs images of one fixed shape."
             )
         images[i] = image
-    return _images_dataset(name, images)
+    dataset = _images_dataset(name, images)
+    return _with_labels(dataset, labels, num_classes) if num_classes else dataset
 
 
 class NotPreparedError(DataError):
@@ -704,7 +731,8 @@ def sample_batch(
     *,
     dataset: Dataset,
     value_range: tuple[float, float],
-) -> jax.Array:
+    labels: bool = False,
+) -> Any:
     """Draws ``num`` examples from the on-device arrays; pure and jit-able.
 
     * Images: indices ``jax.random.randint(key, (num,), 0, N)``, i.i.d. with
@@ -725,9 +753,11 @@ def sample_batch(
       num: Number of examples (a Python int).
       dataset: The ``Dataset`` the arrays come from (its kind, shape and std).
       value_range: ``(low, high)`` that pixel values 0 and 255 map to.
+      labels: also return the class labels of the drawn images (int32 (num,), from
+        ``arrays["labels"]``, the same indices: the images are those drawn without).
 
     Returns:
-      float32 array (num, *dataset.shape).
+      float32 array (num, *dataset.shape), or ``(images, labels)`` with ``labels``.
 
     Example:
       >>> ds = mixture("grid25")
@@ -736,6 +766,12 @@ def sample_batch(
       ((4, 2), dtype('float32'))
     """
     num = operator.index(num)
+    if labels and not dataset.num_classes:
+        raise DataError(
+            f"dataset {dataset.name!r} has no class labels, which a class-conditional GAN "
+            "trains with: MNIST-family IDX files and tfds datasets with a 'label' feature have "
+            "them (or train it unconditionally: --config.model.conditioning=none)"
+        )
     if dataset.kind == "mixture":
         means = jnp.asarray(dataset_arrays["means"], dtype=jnp.float32)
         component_key, noise_key = jax.random.split(key)
@@ -751,5 +787,9 @@ def sample_batch(
             )
         index = jax.random.randint(key, (num,), 0, images.shape[0])
         batch = jnp.take(jnp.asarray(images), index, axis=0)
-        return jnp.asarray(_pixel_values(value_range))[batch]
+        batch = jnp.asarray(_pixel_values(value_range))[batch]
+        if labels:
+            classes = jnp.take(jnp.asarray(dataset_arrays["labels"]), index, axis=0)
+            return batch, classes.astype(jnp.int32)
+        return batch
     raise ValueError(f"Unknown dataset kind {dataset.kind!r}: expected 'mixture' or 'images'.")
