@@ -39,9 +39,12 @@ def image_grid(images: np.ndarray, value_range: tuple[float, float], ncols: int 
     return (grid * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_image_grid(path: str, images, value_range, title: str = "") -> None:
-    """Writes a PNG grid of images (grayscale when C == 1)."""
-    grid = image_grid(images, value_range)
+def save_image_grid(
+    path: str, images, value_range, title: str = "", ncols: int | None = None
+) -> None:
+    """Writes a PNG grid of images (grayscale when C == 1), ``ncols`` to a row (default:
+    a square)."""
+    grid = image_grid(images, value_range, ncols)
     height, width = grid.shape[:2]
     scale = max(1.0, 512.0 / max(height, width))
     fig = plt.figure(figsize=(width * scale / 100, height * scale / 100 + 0.3), dpi=100)

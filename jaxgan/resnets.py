@@ -354,6 +354,7 @@ class SNResNetDiscriminator(nn.Module):
                 h = SelfAttention(self.spectral_norm, self.conv)(h, train=train)
                 attended = True
         phi = jnp.sum(nn.relu(h), axis=(1, 2))  # global sum pooling
+        self.sow("intermediates", "features", phi)  # φ(x), for whoever asks (mutable)
         width = phi.shape[-1]
         dense = lambda n: nn.Dense(n, kernel_init=_xavier(1.0), bias_init=_torch_bias(width))
         logits = sn(dense(1), phi).reshape(-1)

@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             png, samples, run.dataset.arrays["means"], title=title, std=run.dataset.std
         )
     else:
-        plots.save_image_grid(png, samples[:100], run.gan.models.output_range, title=title)
+        balanced = labels is not None and (args.class_label is None or args.class_label == -1)
+        ncols = run.gan.models.num_classes if balanced else None  # column c: class c
+        plots.save_image_grid(
+            png, samples[:100], run.gan.models.output_range, title=title, ncols=ncols
+        )
     beside = f" (labels in {stem}.labels.npy)" if labels is not None else ""
     print(f"Wrote {args.num} samples from step {run.step} to {args.out} and {png}{beside}.")
     return 0

@@ -501,7 +501,7 @@ class _Evaluation:
         variables = self.sampler.variables(state)
         draw = lambda num: self.sampler(*variables, num, sampling.EVAL_NOISE_SEED)
         mixture = self.dataset.kind == "mixture"
-        x = draw(self.config.num_eval_samples if mixture else NUM_GRID_SAMPLES)
+        x = draw(self.config.num_eval_samples if mixture else self._grid_size())
         diversity = health.sample_diversity(x)
         result = {"eval_diversity": diversity}
         if self.evaluator is not None:  # 2-D data: the same samples; images: their own
@@ -511,6 +511,12 @@ class _Evaluation:
             result.update({f"eval_{name}": value for name, value in scores.items()})
         collapsed = health.mode_collapsed(diversity, best_diversity, self.real_diversity)
         return result, collapsed, x
+
+    def _grid_size(self) -> int:
+        """Images in a picture: :data:`NUM_GRID_SAMPLES`, or for a class-conditional G whole
+        rows of one sample per class (labels ``0, 1, ..., C-1`` in every row)."""
+        classes = self.sampler.models.num_classes
+        return classes * math.ceil(NUM_GRID_SAMPLES / classes) if classes else NUM_GRID_SAMPLES
 
     def _picture(self, x: np.ndarray, step: int, first: dict[str, Any]) -> None:
         config, dataset = self.config, self.dataset
@@ -526,7 +532,10 @@ class _Evaluation:
         else:
             label = sampling.generator_label(config.ema_decay)
             title = f"{dataset.name} step {step}{seed_note} ({label}, fixed noise)"
-            plots.save_image_grid(path, x, self.output_range, title=title)
+            classes = self.sampler.models.num_classes or None
+            if classes:
+                title = title[:-1] + "; column c: class c)"
+            plots.save_image_grid(path, x, self.output_range, title=title, ncols=classes)
 
 
 def _summarize(values: dict[str, np.ndarray]) -> dict[str, Any]:
