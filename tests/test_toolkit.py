@@ -340,3 +340,27 @@ def test_unconditional_sampler_refuses_labels():
     assert sampler.labels_for(4) is None
     with pytest.raises(ValueError, match="not class-conditional"):
         sampler.sample(st, 4, 0, labels=1)
+
+
+def test_every_setting_together_is_one_jitted_step_and_scan_equals_unrolled():
+    gan = cond_gan()
+    st = state_lib.create_state(gan, jax.random.key(0))
+    k = 2
+    images = jnp.tanh(jax.random.normal(jax.random.key(1), (k, 8, 4, 4, 1)))
+    labels = jax.random.randint(jax.random.key(2), (k, 8), 0, 3)
+    settings = dict(
+        loss="relativistic_pairing", d_steps=k, fresh_g_noise=False, r1_gamma=0.1,
+        r2_gamma=0.1, gp_weight=1.0, augment=POLICY, ema_warmup=True,
+    )  # fmt: skip
+    unrolled = jax.jit(steps.make_train_step(gan, **settings))
+    scanned = jax.jit(steps.make_train_step(gan, scan_d_steps=True, **settings))
+    a, metrics = unrolled(st, (images, labels), jax.random.key(3))
+    b, _ = scanned(st, (images, labels), jax.random.key(3))
+    assert float(metrics["finite"]) == 1.0 and float(metrics["d_penalty"]) > 0
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+    bf16 = jax.jit(
+        steps.make_train_step(gan, loss="hinge", augment=POLICY, compute_dtype=jnp.bfloat16)
+    )
+    c, metrics = bf16(st, (images[:1], labels[:1]), jax.random.key(3))
+    assert float(metrics["finite"]) == 1.0
+    assert jax.tree.map(lambda x: x.dtype, c) == jax.tree.map(lambda x: x.dtype, st)
