@@ -127,9 +127,10 @@ def make_evaluator(
       log: optional callable receiving progress lines.
       num_classes: a class-conditional generator's number of classes (MNIST and
         Fashion-MNIST): the metrics gain ``class_accuracy`` (the share of samples the
-        classifier gives the requested class; its floor is the classifier's test
-        accuracy), ``class_accuracy_<c>`` and ``fid_class_<c>`` per class (floor: the
-        train subset's images of class c against the test split's).
+        classifier gives the requested class; its floor: the classifier's accuracy on
+        the train subset's real images, beside ``test_accuracy``), ``class_accuracy_<c>``
+        and ``fid_class_<c>`` per class (floor: the train subset's images of class c
+        against the test split's).
 
     Returns:
       An :class:`Evaluator`.
@@ -347,7 +348,8 @@ def _image_evaluator(
     if num_classes:
         protocol["classes"] = (
             f"samples balanced over {num_classes} requested classes; class_accuracy: the "
-            "share the classifier assigns to the requested class (floor: its test accuracy); "
+            "share the classifier assigns to the requested class (floor: its accuracy on the "
+            "train subset's real images; test_accuracy: on the test split); "
             "fid_class_<c>: FID of class c's samples against class c of the test split"
         )
     return Evaluator(name, num, floor, protocol, run, num_classes=num_classes)

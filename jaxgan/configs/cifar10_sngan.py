@@ -10,8 +10,9 @@ Published: Miyato et al. 2018 (SN-GANs, ResNet, CIFAR-10): IS 8.22 ± 0.05, FID 
            Mimicry (Lee & Town 2020), SNGAN: IS 7.97, FID 16.77 (50,000 samples against
            the 50,000 training images).
 Not measured here: needs CIFAR-10 prepared with tfds (TensorFlow and a download); on a
-           2-core CPU 100,000 iterations would take days. Its tests train it end to end on
-           tfds.testing.mock_data.
+           2-core CPU 100,000 iterations would take weeks (docs/BENCHMARKS.md).
+           tests/test_toolkit_e2e.py trains its conditional variant (the same network
+           and recipe, with labels) end to end on tfds.testing.mock_data.
 
 Command:   python train.py --config=jaxgan/configs/cifar10_sngan.py --workdir=runs/sngan \
                --config.data.data_dir=DIR_WITH_PREPARED_CIFAR10

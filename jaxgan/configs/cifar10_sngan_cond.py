@@ -8,7 +8,7 @@ class-conditional and D is the projection discriminator of Miyato & Koyama 2018
 Published: StudioGAN's benchmark, conditional SNGAN on CIFAR-10: IS 8.83, FID 9.01
            (StudioGAN's protocol: 50,000 samples against the training set).
 Not measured here: needs CIFAR-10 prepared with tfds; trained end to end here on
-           tfds.testing.mock_data only.
+           tfds.testing.mock_data only (tests/test_toolkit_e2e.py, with a resume).
 
 Command:   python train.py --config=jaxgan/configs/cifar10_sngan_cond.py \
                --workdir=runs/sngan_cond --config.data.data_dir=DIR_WITH_PREPARED_CIFAR10

@@ -12,8 +12,10 @@ Command:   python train.py --config=jaxgan/configs/mnist_cgan.py --workdir=runs/
            python -m jaxgan.sample --workdir=runs/mnist_cgan --num=100 --class_label=7 \
                --out=sevens.npy
 Metrics:   eval.json's class_accuracy (the share of samples jaxgan's MNIST classifier puts
-           in the requested class; its floor is the classifier's test accuracy) and
-           fid_class_<c>, beside the unconditional classifier FID. Results: docs/RESULTS.md.
+           in the requested class; the classifier's test accuracy is 99.24 %) and
+           fid_class_<c>, beside the unconditional classifier FID.
+Measured:  3,000 iterations (24 min on a 2-core AMD EPYC, shared): 98.3 % of samples in the
+           requested class, classifier FID 12.6 (real data 1.8); docs/RESULTS.md.
 """
 
 from jaxgan.configs import mnist_dcgan
