@@ -693,6 +693,11 @@ def build_models(
     )
     conditional = {"num_classes": num_classes, "conditioning": conditioning}
     if name in resnets.RESNET_NAMES:
+        if pack != 1:
+            raise ValueError(
+                f"pack={pack}: PacGAN packing is offered in toy2d, mlp and the DCGANs, not "
+                f"{name} (keep pack=1)"
+            )
         nc = _require_image(name, data_shape, resnets.RESOLUTIONS[name])
         generator, discriminator, latent_dim = resnets.resnet_models(
             name, nc=nc, **conditional, attention_at=attention or None, g_spectral_norm=g_sn,
