@@ -10,7 +10,8 @@ Command:   python train.py --config=jaxgan/configs/stacked_mnist_r3gan.py \
                --workdir=runs/stacked_mnist_r3gan --config.data.idx_dir=data/mnist
            python -m jaxgan.evaluate --workdir=runs/stacked_mnist_r3gan
 Published: PacGAN Table 2 (Lin et al. 2018): PacDCGAN2 1,000 modes, KL 0.06; DCGAN 99 / 3.4.
-Measured:  docs/RESULTS.md (modes and KL at each budget this CPU affords).
+Measured:  2,000 iterations (47 min on a 2-core AMD EPYC, shared): 919 modes, KL 0.79;
+           docs/RESULTS.md.
 """
 
 from jaxgan.configs import stacked_mnist_dcgan
