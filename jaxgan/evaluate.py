@@ -3,6 +3,7 @@
     python -m jaxgan.evaluate --workdir=DIR [--step=K] [--num_samples=N] [--seed=S]
         [--idx_dir=IDX] [--no_parzen] [--cache_dir=DIR] [--raw] [--seed_index=I]
         [--inception_weights=FILE [--inception_samples=N] [--inception_split=train]]
+        [--method=plain|drs|mh [--chain_length=K] [--drs_percentile=P | --drs_gamma=G]]
 
 writes ``DIR/eval.json``: every metric that applies to the run's dataset, the same
 metrics of real data (the *floor*), and the protocol (sample counts, seeds, splits,
@@ -14,6 +15,11 @@ With ``--inception_weights`` (or ``$JAXGAN_INCEPTION_WEIGHTS``) naming pytorch-f
 weights file, the papers' metrics are added on any image dataset: FID, KID, IS, precision
 and recall, density and coverage on 50,000 samples against the real split's features,
 computed once and cached (docs/EVALUATION.md).
+
+With ``--method=drs`` or ``--method=mh`` the samples are drawn with the run's D guiding G
+(:mod:`jaxgan.guided`, as ``jaxgan.sample --method``); the scores go to ``eval_drs.json``
+or ``eval_mh.json`` (``eval_raw_drs.json`` ... with ``--raw``), beside the plain ones, with
+the draw's acceptance rate and D's calibration in ``protocol.guided``.
 
 The metrics are :mod:`jaxgan.metrics`; the per-dataset evaluators
 :mod:`jaxgan.evaluators`. (Their names were importable from this module before 0.2 and
@@ -34,7 +40,16 @@ import jax
 
 import jaxgan
 from jaxgan import data as data_lib
-from jaxgan import errors, evaluators, files, inception_features, metrics, run_folder, sampling
+from jaxgan import (
+    errors,
+    evaluators,
+    files,
+    guided,
+    inception_features,
+    metrics,
+    run_folder,
+    sampling,
+)
 
 PROG = "jaxgan.evaluate"
 
@@ -56,6 +71,8 @@ def evaluate_run(
     inception_split: str = "train",
     inception_real_num: int = evaluators.INCEPTION_REAL_NUM,
     inception_cache_dir: str | None = None,
+    method: str = "plain",
+    guided_settings: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluates a run folder's checkpoint; returns eval.json's record.
@@ -66,6 +83,8 @@ def evaluate_run(
     Inception metrics of :func:`jaxgan.evaluators.make_inception_evaluator` are added, on
     ``inception_samples`` samples (default 50,000) of the same noise seed, against real
     statistics cached in ``inception_cache_dir`` (default ``$JAXGAN_CACHE/inception``).
+    ``method`` ``"drs"`` or ``"mh"`` draws them with D's guidance
+    (:meth:`jaxgan.run_folder.TrainedRun.sample_guided` with ``guided_settings``).
 
     Raises:
       jaxgan.errors.JaxganError: with a one-line message for the user.
@@ -121,16 +140,17 @@ def evaluate_run(
             )
         )
     run = run_folder.open_run(workdir, step=step, seed_index=seed_index, log=log)
+    sample_fn, guided_records = _sample_fn(run, seed, raw, method, guided_settings, idx_dir, log)
     scores, floor, protocol = {}, {}, {}
     for evaluator in chosen:
         if log is not None:
             log(f"Evaluating {workdir} on {evaluator.num_samples} samples ...")
-        scores.update(
-            evaluator(lambda num: run.sample(num, seed, ema=not raw), run.sampler.labels_for)
-        )
+        scores.update(evaluator(sample_fn, run.sampler.labels_for))
         floor.update(evaluator.floor)
         protocol.update(evaluator.protocol)
     generator = "raw" if raw else "EMA" if config.ema_decay > 0 else "raw (ema_decay 0)"
+    if guided_records:
+        protocol["guided"] = guided_records[0] if len(guided_records) == 1 else guided_records
     return {
         "step": run.step,
         "metrics": scores,
@@ -148,6 +168,36 @@ def evaluate_run(
             "backend": jax.default_backend(),
         },
     }
+
+
+def _sample_fn(run, seed, raw, method, settings, idx_dir, log):
+    """The evaluators' ``sample_fn(num)`` and the records of its guided draws (a list)."""
+    if method == "plain":
+        return (lambda num: run.sample(num, seed, ema=not raw)), []
+    if method not in sampling.METHODS:
+        raise sampling.GuidedSamplingError(f"method must be one of {sampling.METHODS}")
+    settings = {**sampling.GUIDED_DEFAULTS, **(settings or {})}
+    real = run.held_out_real(2 * settings["calibration_num"], idx_dir=idx_dir)
+    records = []
+
+    def sample_fn(num):
+        samples, record = run.sample_guided(
+            num, seed, method=method, real=real, ema=not raw, log=log, **settings
+        )
+        records.append(record)
+        if log is not None:
+            log(guided.summary(record))
+        return samples
+
+    return sample_fn, records
+
+
+def eval_file(*, raw: bool, method: str) -> str:
+    """eval.json's name for G's own parameters (``raw``) and a sampling ``method``."""
+    name = run_folder.RAW_EVAL_FILE if raw else run_folder.EVAL_FILE
+    if method == "plain":
+        return name
+    return name.replace(".json", f"_{method}.json")
 
 
 def _other_split(split: str) -> str | None:
@@ -218,7 +268,28 @@ def main(argv: list[str] | None = None) -> int:
         "--inception_real_num", type=int, default=evaluators.INCEPTION_REAL_NUM,
         help=f"images of that split (default {evaluators.INCEPTION_REAL_NUM:,}, its start)",
     )  # fmt: skip
+    parser.add_argument(
+        "--method", choices=sampling.METHODS, default="plain",
+        help="plain: G alone (default); drs or mh: D guides G (jaxgan.sample --help); "
+        "writes eval_drs.json / eval_mh.json",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chain_length", type=int, default=sampling.GUIDED_DEFAULTS["chain_length"],
+        help="mh: proposals per sample (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drs_percentile", type=float, default=sampling.GUIDED_DEFAULTS["percentile"],
+        help="drs: gamma as this percentile of F over the burn-in (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drs_gamma", type=float, default=None,
+        help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.chain_length < 1:
+        parser.error(f"--chain_length must be positive, got {args.chain_length}")
+    if not 0 <= args.drs_percentile <= 100:
+        parser.error(f"--drs_percentile must be in [0, 100], got {args.drs_percentile}")
     if args.num_samples is not None and args.num_samples < 2:
         parser.error("--num_samples must be at least 2")
     if args.kid_subsets < 1:
@@ -245,14 +316,25 @@ def main(argv: list[str] | None = None) -> int:
             inception_samples=args.inception_samples,
             inception_split=args.inception_split,
             inception_real_num=args.inception_real_num,
+            method=args.method,
+            guided_settings={
+                "chain_length": args.chain_length,
+                "percentile": None if args.drs_gamma is not None else args.drs_percentile,
+                "gamma": args.drs_gamma or 0.0,
+            },
             log=log,
         )
     except errors.JaxganError as e:
         return errors.report(PROG, e)
-    name = run_folder.RAW_EVAL_FILE if args.raw else run_folder.EVAL_FILE
-    path = os.path.join(args.workdir, name)
+    path = os.path.join(args.workdir, eval_file(raw=args.raw, method=args.method))
     files.write_json_atomic(path, record)
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in record["metrics"].items())
+    floor = record["real_data_floor"]
+    summary = ", ".join(
+        f"{k} {v:.4g}" + (f" (real data {floor[k]:.4g})" if k in floor else "")
+        for k, v in record["metrics"].items()
+    )
+    if "guided" in record["protocol"]:
+        summary = f"{args.method}: {summary}"
     print(f"Step {record['step']}: {summary}. Wrote {path}.")
     return 0
 

@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -50,6 +51,8 @@ __all__ = [
     "ALLOWED_TO_CHANGE",
     "CONFIG_FILE",
     "EVAL_FILE",
+    "HELD_OUT_SEED",
+    "HELD_OUT_SPLIT",
     "LEGACY_VALUES",
     "METRICS_FILE",
     "RAW_EVAL_FILE",
@@ -78,6 +81,10 @@ LOCK_FILE = "trainer.lock"
 RUN_INFO_FILE = "run_info.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
+HELD_OUT_SPLIT = "test"
+"""The split whose images calibrate D for guided sampling (:meth:`TrainedRun.held_out_real`)."""
+HELD_OUT_SEED = 271828
+"""The key of the fresh 2-D mixture draws that calibrate D for guided sampling."""
 RAW_EVAL_FILE = "eval_raw.json"
 
 # Fields a resumed run may change: they do not enter the computation. Data paths may
@@ -552,6 +559,69 @@ class TrainedRun:
         return self.sampler.sample(
             self.state, num, seed, ema=ema, labels=labels, truncation=truncation
         )
+
+    def held_out_real(
+        self, num: int, *, idx_dir: str | None = None, split: str = HELD_OUT_SPLIT
+    ) -> np.ndarray:
+        """``num`` real examples G never trained on, in G's output range, for guided
+        sampling's calibration: fresh draws from a 2-D mixture (key
+        :data:`HELD_OUT_SEED`), or the first ``num`` images of ``split`` (default the
+        test split; IDX files from ``idx_dir`` or the run's ``config.data.idx_dir``).
+
+        Raises:
+          jaxgan.data.DataError: the split cannot be loaded; the message says how.
+        """
+        if self.dataset.kind == "mixture":
+            key = state_lib.prng_key(HELD_OUT_SEED)
+            draws = data_lib.sample_batch(
+                self.dataset.arrays, key, num, dataset=self.dataset, value_range=(0.0, 1.0)
+            )
+            return np.asarray(draws)
+        data_config = dict(self.config.data.to_dict(), split=split)
+        if idx_dir:
+            data_config["idx_dir"] = idx_dir
+        images = data_lib.load(types.SimpleNamespace(**data_config)).arrays["images"][:num]
+        return data_lib.images_in_range(images, self.gan.models.output_range)
+
+    def sample_guided(
+        self,
+        num: int,
+        seed: int = sampling.EVAL_NOISE_SEED,
+        *,
+        method: str,
+        real: Any = None,
+        idx_dir: str | None = None,
+        ema: bool = True,
+        truncation: float | None = None,
+        log: Callable[[str], None] | None = None,
+        **settings: Any,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """``num`` samples drawn with ``method`` (``"drs"`` or ``"mh"``) and their record:
+        :meth:`jaxgan.sampling.Guide.sample` with this run's G and D, calibrated on the
+        held-out ``real`` examples (default: ``2 × calibration_num`` of
+        :meth:`held_out_real`, read from ``idx_dir`` for IDX images).
+
+        Raises:
+          jaxgan.sampling.GuidedSamplingError: the run or the settings cannot be guided.
+          jaxgan.data.DataError: the held-out data cannot be loaded.
+        """
+        if self.gan.models.conditional:
+            raise sampling.GuidedSamplingError(
+                f"method {method!r}: {self.workdir} is class-conditional, whose D judges each "
+                "class apart; guided sampling is unconditional (sample with method plain)"
+            )
+        settings = {**sampling.GUIDED_DEFAULTS, **settings}
+        if real is None:
+            if log is not None:
+                log(f"Calibrating D on held-out real data for method {method} ...")
+            real = self.held_out_real(2 * settings["calibration_num"], idx_dir=idx_dir)
+        guide = sampling.Guide(
+            self.sampler, self.gan, compute_dtype=state_lib.compute_dtype(self.config)
+        )
+        return guide.sample(
+            self.state, num, seed, method=method, real=real, ema=ema, truncation=truncation,
+            **settings,
+        )  # fmt: skip
 
 
 def _dataset_of(info: dict[str, Any]) -> data_lib.Dataset:

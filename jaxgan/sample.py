@@ -1,7 +1,8 @@
 """Draw samples from a trained run.
 
     python -m jaxgan.sample --workdir=DIR --num=N --seed=S --out=FILE.npy [--step=K] [--raw]
-        [--class_label=C] [--truncation=T]
+        [--class_label=C] [--truncation=T] [--method=plain|drs|mh [--chain_length=K]
+        [--drs_percentile=P | --drs_gamma=G] [--idx_dir=IDX]]
 
 Writes ``N`` samples as a float32 ``.npy`` array of shape ``[N, *data_shape]`` in the
 generator's output range (the range the training data was scaled to: [-1, 1] for the
@@ -15,6 +16,12 @@ A class-conditional run samples class ``C`` with ``--class_label=C``; without it
 -1) the samples are balanced over the classes, and their labels are written beside them
 as ``FILE.labels.npy`` (int32 ``[N]``) either way. ``--truncation=T`` redraws every latent
 coordinate beyond ``±T`` (the truncation trick, for generators with a normal prior).
+
+``--method=drs`` (discriminator rejection sampling, Azadi et al. 2019) and ``--method=mh``
+(MH-GAN, Turner et al. 2019) let the run's D choose among G's proposals, after calibrating
+D on held-out real data (fresh draws for 2-D mixtures, the test split for images) and as
+many generated samples (:mod:`jaxgan.guided`); the acceptance rate and the calibration are
+printed and written to ``FILE.guided.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import sys
 import numpy as np
 from absl import logging as absl_logging
 
-from jaxgan import errors, plots, run_folder, sampling
+from jaxgan import errors, files, guided, plots, run_folder, sampling
 
 PROG = "jaxgan.sample"
 
@@ -67,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         "--truncation", type=float, default=None,
         help="truncation trick: redraw latent coordinates beyond ±T (default: none)",
     )  # fmt: skip
+    _add_method_flags(parser)
     args = parser.parse_args(argv)
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's read-only notices are noise here
     if args.num < 1:
         parser.error("--num must be positive")
     if not args.out.endswith(".npy"):
         parser.error("--out must name a .npy file")
+    _check_method_flags(parser, args)
     if args.truncation is not None and not args.truncation > 0:
         parser.error(f"--truncation must be a positive threshold, got {args.truncation}")
     warn = lambda message: print(message, file=sys.stderr)
@@ -86,9 +95,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"--truncation applies to a normal prior; {run.config.model.name}'s is "
                 f"{run.gan.models.prior}, bounded already"
             )
-        samples = run.sample(
-            args.num, args.seed, ema=not args.raw, labels=labels, truncation=args.truncation
-        )
+        record = None
+        if args.method == "plain":
+            samples = run.sample(
+                args.num, args.seed, ema=not args.raw, labels=labels, truncation=args.truncation
+            )
+        else:
+            samples, record = run.sample_guided(
+                args.num, args.seed, ema=not args.raw, truncation=args.truncation, log=warn,
+                **_guided_settings(args),
+            )  # fmt: skip
     except errors.JaxganError as e:
         return errors.report(PROG, e)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -96,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = args.out[: -len(".npy")]
     if labels is not None:
         np.save(stem + ".labels.npy", labels)
+    if record is not None:
+        files.write_json_atomic(stem + ".guided.json", record)
     png = stem + ".png"
     label = sampling.generator_label(run.config.ema_decay, ema=not args.raw)
     title = f"{run.dataset.name} step {run.step} ({label}, seed {args.seed}"
@@ -103,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         title += f", class {args.class_label}"
     if args.truncation is not None:
         title += f", truncation {args.truncation:g}"
+    if record is not None:
+        title += f", {args.method.upper()}"
     title += ")"
     if run.dataset.kind == "mixture":
         plots.save_scatter(
@@ -115,8 +135,54 @@ def main(argv: list[str] | None = None) -> int:
             png, samples[:100], run.gan.models.output_range, title=title, ncols=ncols
         )
     beside = f" (labels in {stem}.labels.npy)" if labels is not None else ""
+    if record is not None:
+        print(guided.summary(record) + ".")
+        beside += f" (the guided draw's record in {stem}.guided.json)"
     print(f"Wrote {args.num} samples from step {run.step} to {args.out} and {png}{beside}.")
     return 0
+
+
+def _add_method_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--method", choices=sampling.METHODS, default="plain",
+        help="plain: G alone (default); drs: discriminator rejection sampling (Azadi et al. "
+        "2019); mh: Metropolis-Hastings GAN (Turner et al. 2019)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chain_length", type=int, default=sampling.GUIDED_DEFAULTS["chain_length"],
+        help="mh: proposals per sample (default %(default)s; Turner et al. go to 640)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drs_percentile", type=float, default=sampling.GUIDED_DEFAULTS["percentile"],
+        help="drs: gamma as this percentile of F over the burn-in (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drs_gamma", type=float, default=None,
+        help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--idx_dir", default=None,
+        help="drs/mh on IDX images: the folder whose test split calibrates D (default: the "
+        "run's)",
+    )  # fmt: skip
+
+
+def _check_method_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.chain_length < 1:
+        parser.error(f"--chain_length must be positive, got {args.chain_length}")
+    if not 0 <= args.drs_percentile <= 100:
+        parser.error(f"--drs_percentile must be in [0, 100], got {args.drs_percentile}")
+
+
+def _guided_settings(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :meth:`jaxgan.run_folder.TrainedRun.sample_guided`."""
+    return {
+        "method": args.method,
+        "idx_dir": args.idx_dir,
+        "chain_length": args.chain_length,
+        "percentile": None if args.drs_gamma is not None else args.drs_percentile,
+        "gamma": args.drs_gamma or 0.0,
+    }
 
 
 def _labels(parser, run, class_label: int | None, num: int) -> np.ndarray | None:

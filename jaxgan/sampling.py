@@ -19,10 +19,19 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxgan import steps
+from jaxgan import errors, guided, steps
 from jaxgan.state import GAN, GANState, compute_dtype, prng_key
 
-__all__ = ["CHUNK", "EVAL_NOISE_SEED", "Sampler", "generator_label"]
+__all__ = [
+    "CHUNK",
+    "EVAL_NOISE_SEED",
+    "GUIDED_DEFAULTS",
+    "METHODS",
+    "Guide",
+    "GuidedSamplingError",
+    "Sampler",
+    "generator_label",
+]
 
 CHUNK = 1000
 """Samples per generator call; fixed, so that no output depends on how many are drawn."""
@@ -116,7 +125,13 @@ class Sampler:
         prior (:func:`jaxgan.models.truncate_latent`; None: the prior itself).
         """
         z = np.asarray(self.models.sample_latent(prng_key(seed), num, truncation=truncation))
-        y = self._labels(num, labels)
+        return self.generate(g_params, g_model_state, z, labels=self._labels(num, labels))
+
+    def generate(self, g_params: Any, g_model_state: Any, z: Any, *, labels: Any = None):
+        """``G(z)`` in eval mode, float32, in chunks of :data:`CHUNK` (the last padded):
+        the latents ``z [num, latent_dim]`` given; ``labels [num]`` for a conditional G."""
+        z = np.asarray(z)
+        num, y = len(z), None if labels is None else np.asarray(labels, np.int32)
         chunks = []
         for start in range(0, num, CHUNK):
             chunk = z[start : start + CHUNK]
@@ -144,3 +159,235 @@ class Sampler:
         return self(
             *self.variables(state, ema=ema), num, seed, labels=labels, truncation=truncation
         )
+
+
+METHODS = ("plain", "drs", "mh")
+"""How samples are drawn: G alone, discriminator rejection sampling, MH-GAN."""
+
+GUIDED_DEFAULTS = {
+    "chain_length": 100,
+    "percentile": 95.0,
+    "gamma": 0.0,
+    "burn_in": 10_000,
+    "calibration_num": 5_000,
+}
+"""The settings of :meth:`Guide.sample` when none are given (the command lines' defaults)."""
+
+DRS_ROUND = 10 * CHUNK
+"""Proposals per DRS round; fixed, so that fewer samples are a prefix of more."""
+
+# Random streams of a guided draw, folded into the noise seed's key.
+_CALIBRATION_STREAM, _BURN_IN_STREAM, _PROPOSAL_STREAM, _UNIFORM_STREAM, _START_STREAM = range(1, 6)
+
+
+class GuidedSamplingError(errors.JaxganError, ValueError):
+    """A guided draw cannot be made as asked (too few held-out examples, too few accepted)."""
+
+
+class Guide:
+    """Discriminator-guided samples (:mod:`jaxgan.guided`): DRS and MH-GAN over a run's G and D.
+
+    Every draw first calibrates D (:func:`jaxgan.guided.fit_calibration`) on the first
+    half of the held-out real examples given (at most ``calibration_num``) and as many
+    generated ones. Everything is a function of the noise seed: the same state, held-out
+    examples, seed and settings give the same samples.
+
+    Args:
+      sampler: the run's :class:`Sampler` (its G, EMA and noise scheme).
+      gan: the networks.
+      compute_dtype: the run's computation dtype.
+    """
+
+    def __init__(self, sampler: Sampler, gan: GAN, *, compute_dtype: Any = None):
+        self.sampler, self.models = sampler, gan.models
+        if self.models.conditional:
+            raise GuidedSamplingError(
+                "guided sampling (drs, mh) of a class-conditional run is not supported: its D "
+                "judges each class apart; sample with method plain"
+            )
+        self._score = jax.jit(steps.make_score_fn(gan, compute_dtype))
+
+    def scores(self, d_params: Any, d_model_state: Any, x: Any) -> np.ndarray:
+        """D's logits (eval mode) of ``x [n, *data_shape]``, in padded chunks: ``[n]``."""
+        x = np.asarray(x, np.float32)
+        out = []
+        for start in range(0, len(x), CHUNK):
+            chunk = x[start : start + CHUNK]
+            pad = CHUNK - len(chunk)
+            chunk = np.concatenate([chunk, np.zeros((pad, *x.shape[1:]), np.float32)])
+            out.append(np.asarray(self._score(d_params, d_model_state, chunk))[: CHUNK - pad])
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def _latents(self, key, num, truncation):
+        return np.asarray(self.models.sample_latent(key, num, truncation=truncation))
+
+    def sample(
+        self,
+        state: GANState,
+        num: int,
+        seed: int,
+        *,
+        method: str,
+        real: Any,
+        ema: bool = True,
+        truncation: float | None = None,
+        chain_length: int = GUIDED_DEFAULTS["chain_length"],
+        percentile: float | None = GUIDED_DEFAULTS["percentile"],
+        gamma: float = GUIDED_DEFAULTS["gamma"],
+        burn_in: int = GUIDED_DEFAULTS["burn_in"],
+        calibration_num: int = GUIDED_DEFAULTS["calibration_num"],
+        max_proposals: int | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """``(samples [num, *data_shape], record)`` drawn with ``method`` ("drs" or "mh").
+
+        Args:
+          state: one seed's state (G and D).
+          num: samples.
+          seed: noise seed.
+          method: ``"drs"`` (Azadi et al. 2019) or ``"mh"`` (Turner et al. 2019).
+          real: held-out real examples in G's output range, ``[n, *data_shape]``; the first
+            ``min(n // 2, calibration_num)`` calibrate D, MH's chains start at the rest.
+          ema: guide the EMA generator (default) or G's own parameters.
+          truncation: propose from the truncated prior.
+          chain_length: MH's ``K`` proposals per sample (Turner et al.: up to 640).
+          percentile: DRS's γ as this percentile of F over the burn-in (Azadi et al.;
+            None: the fixed ``gamma``, 0 being exact rejection sampling).
+          burn_in: DRS's proposals that estimate the largest logit before sampling.
+          max_proposals: DRS gives up after this many proposals (default ``1000 * num``).
+
+        Returns:
+          The samples, and a JSON-ready record: the method and its settings, proposals
+          drawn, the acceptance rate and the calibration (:class:`jaxgan.guided.Calibration`).
+
+        Raises:
+          GuidedSamplingError: with a message for the user.
+        """
+        if method not in ("drs", "mh"):
+            raise GuidedSamplingError(f"method must be 'drs' or 'mh', got {method!r}")
+        real = np.asarray(real, np.float32)
+        n_cal = min(len(real) // 2, calibration_num)
+        if n_cal < 2:
+            raise GuidedSamplingError(
+                f"guided sampling needs held-out real examples to calibrate D on; got {len(real)}"
+            )
+        g_params, g_model_state = self.sampler.variables(state, ema=ema)
+        base = prng_key(seed)
+        key = lambda stream, *more: _fold(base, stream, *more)
+        d = (state.d_params, state.d_model_state)
+        cal_fake = self.sampler.generate(
+            g_params, g_model_state, self._latents(key(_CALIBRATION_STREAM), n_cal, truncation)
+        )
+        calibration = guided.fit_calibration(
+            self.scores(*d, real[:n_cal]), self.scores(*d, cal_fake)
+        )
+        record = {
+            "method": method,
+            "num": int(num),
+            "noise_seed": int(seed),
+            "ema": bool(ema),
+            "calibration": {
+                "scale": calibration.scale,
+                "offset": calibration.offset,
+                **calibration.report,
+            },
+        }
+        draw = self._drs if method == "drs" else self._mh
+        samples, details = draw(
+            d, g_params, g_model_state, key, num, calibration, real[n_cal:] if len(real) >
+            n_cal else real, truncation=truncation, chain_length=chain_length,
+            percentile=percentile, gamma=gamma, burn_in=burn_in,
+            max_proposals=max_proposals or 1000 * num,
+        )  # fmt: skip
+        record.update(details)
+        return samples, record
+
+    def _drs(self, d, g_params, g_model_state, key, num, calibration, real, **settings):
+        del real
+        truncation = settings["truncation"]
+        burn = self.sampler.generate(
+            g_params, g_model_state, self._latents(key(_BURN_IN_STREAM), settings["burn_in"],
+                                                   truncation),
+        )  # fmt: skip
+        burn_logits = calibration(self.scores(*d, burn))
+        max_logit = float(np.max(burn_logits))
+        percentile = settings["percentile"]
+        gamma = (
+            guided.drs_gamma(burn_logits, max_logit, percentile)
+            if percentile is not None
+            else float(settings["gamma"])
+        )
+        accepted, proposals, round_index, got = [], 0, 0, 0
+        while got < num:
+            if proposals >= settings["max_proposals"]:
+                raise GuidedSamplingError(
+                    f"DRS accepted {got} of {proposals:,} proposals, short of {num}: D rejects "
+                    "nearly everything G makes; lower the percentile (--drs_percentile) or "
+                    "sample with method plain"
+                )
+            x = self.sampler.generate(
+                g_params, g_model_state,
+                self._latents(key(_PROPOSAL_STREAM, round_index), DRS_ROUND, truncation),
+            )  # fmt: skip
+            logits = np.asarray(calibration(self.scores(*d, x)))
+            running = np.maximum.accumulate(np.concatenate([[max_logit], logits]))[:-1]
+            keep, _ = guided.drs_accept(
+                key(_UNIFORM_STREAM, round_index), logits, running, np.float32(gamma)
+            )
+            kept = np.flatnonzero(np.asarray(keep))
+            if got + len(kept) >= num:  # the proposals up to the last sample taken count
+                kept = kept[: num - got]
+                proposals += int(kept[-1]) + 1
+            else:
+                proposals += DRS_ROUND
+            max_logit = max(max_logit, float(np.max(logits)))
+            accepted.append(x[kept])
+            got += len(kept)
+            round_index += 1
+        return np.concatenate(accepted), {
+            "proposals": int(proposals),
+            "acceptance_rate": num / proposals,
+            "gamma": gamma,
+            "percentile": percentile,
+            "burn_in": int(settings["burn_in"]),
+            "max_logit": max_logit,
+        }
+
+    def _mh(self, d, g_params, g_model_state, key, num, calibration, real, **settings):
+        length, truncation = int(settings["chain_length"]), settings["truncation"]
+        if length < 1:
+            raise GuidedSamplingError(f"chain_length must be positive, got {length}")
+        starts = np.asarray(jax.random.randint(key(_START_STREAM), (num,), 0, len(real)))
+        start_logits = np.asarray(calibration(self.scores(*d, real[starts])))
+        block = max(1, 10 * CHUNK // length)  # chains per block: 10,000 proposals at a time
+        chosen_z, moves, fallbacks = [], 0, 0
+        for first in range(0, num, block):
+            count = min(block, num - first)
+            block_key = key(_PROPOSAL_STREAM, first // block)
+            z = self._latents(block_key, count * length, truncation)
+            x = self.sampler.generate(g_params, g_model_state, z)
+            logits = np.asarray(calibration(self.scores(*d, x))).reshape(count, length)
+            chosen, block_moves = guided.mh_chains(
+                key(_UNIFORM_STREAM, first // block),
+                start_logits[first : first + count],
+                logits,
+            )
+            chosen = np.asarray(chosen)
+            stuck = chosen < 0  # never left the real start: take the best proposal seen
+            fallbacks += int(stuck.sum())
+            chosen = np.where(stuck, np.argmax(logits, axis=1), chosen)
+            moves += int(np.sum(block_moves))
+            chosen_z.append(z.reshape(count, length, -1)[np.arange(count), chosen])
+        samples = self.sampler.generate(g_params, g_model_state, np.concatenate(chosen_z))
+        return samples, {
+            "proposals": int(num * length),
+            "acceptance_rate": moves / (num * length),
+            "chain_length": length,
+            "chains_started_at": f"{len(real):,} held-out real examples",
+            "fraction_from_fallback": fallbacks / num,
+        }
+
+
+def _fold(key: jax.Array, *streams: int) -> jax.Array:
+    for stream in streams:
+        key = jax.random.fold_in(key, stream)
+    return key

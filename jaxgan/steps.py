@@ -35,6 +35,7 @@ __all__ = [
     "make_ema_model_state_fn",
     "make_generate_fn",
     "make_sample_fn",
+    "make_score_fn",
     "make_standing_stats_fn",
     "make_train_step",
     "make_train_step_for",
@@ -660,6 +661,36 @@ def make_generate_fn(gan: GAN, compute_dtype: Any = None) -> Callable[..., jax.A
         )[0]  # fmt: skip
 
     return generate
+
+
+def make_score_fn(gan: GAN, compute_dtype: Any = None) -> Callable[..., jax.Array]:
+    """Builds ``score(d_params, d_model_state, x) -> logits [B]``: D in eval mode, one logit
+    per example, for discriminator-guided sampling (:mod:`jaxgan.guided`).
+
+    A packed D (PacGAN, ``pack = m``) scores each example as a pack of ``m`` copies of
+    itself and returns the logit divided by ``m``: the optimal packed D's logit is the sum
+    of its members' ``log p_data / p_g``, so this is the per-example log ratio for the
+    optimal D (the calibration of :func:`jaxgan.guided.fit_calibration` fits the rest).
+    A D that takes class labels is refused: guided sampling is unconditional.
+    """
+    models = gan.models
+    if models.d_takes_labels:
+        raise ValueError(
+            "guided sampling of a class-conditional D is not supported: its logit is a "
+            "density ratio per class (sample with method plain)"
+        )
+
+    def score(d_params, d_model_state, x):
+        packed = jnp.repeat(x, models.pack, axis=0) if models.pack > 1 else x
+        out = apply_model(
+            models.discriminator, d_params, d_model_state, packed,
+            train=False, compute_dtype=compute_dtype,
+        )[0]  # fmt: skip
+        if models.conditioning == "acgan":
+            out = out[0]
+        return out.reshape(x.shape[0]).astype(jnp.float32) / models.pack
+
+    return score
 
 
 def balanced_labels(num: int, num_classes: int) -> jax.Array:

@@ -676,7 +676,7 @@ THEORY_LOSSES = {
     "non_saturating": {"d_loss": ("log 4: D's loss at the optimum", math.log(4.0)),
                        "g_loss": ("log 2: G's loss at the optimum", math.log(2.0))},
 }  # fmt: skip
-HIGH_QUALITY_OF_REAL_DATA = 0.989  # P(chi2_2 <= 9): real samples within 3 sigma of their mode
+HIGH_QUALITY_OF_REAL_DATA = metrics.HIGH_QUALITY_OF_REAL_DATA  # P(chi2_2 <= 9)
 
 
 def _final_report(config, workdir: str, dataset: data_lib.Dataset, evaluation, log) -> None:

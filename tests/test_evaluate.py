@@ -253,10 +253,12 @@ def test_mixture_evaluator_reports_mode_coverage():
     evaluator = evaluators.make_evaluator(
         dataset, output_range=(-math.inf, math.inf), num_samples=250
     )
-    assert evaluator.num_samples == 250 and evaluator.floor == {}
+    assert evaluator.num_samples == 250 and evaluator.floor["modes"] == 25
+    # Real data: within sampling error of P(chi2_2 <= 9), which is the ceiling.
+    assert abs(evaluator.floor["high_quality"] - metrics.HIGH_QUALITY_OF_REAL_DATA) < 0.03
     means = dataset.arrays["means"]
-    metrics = evaluator(lambda n: np.resize(means, (n, 2)))
-    assert metrics == {"modes": 25.0, "high_quality": 1.0, "reverse_kl": 0.0}
+    scores = evaluator(lambda n: np.resize(means, (n, 2)))
+    assert scores == {"modes": 25.0, "high_quality": 1.0, "reverse_kl": 0.0}
 
 
 def test_image_evaluator_needs_real_data():

@@ -55,6 +55,7 @@ __all__ = [
     "check_fits",
     "device_memory_bytes",
     "file_sha256",
+    "images_in_range",
     "load",
     "load_idx",
     "load_idx_labels",
@@ -722,6 +723,20 @@ def _pixel_values(value_range: tuple[float, float]) -> np.ndarray:
     table = low + (high - low) * (np.arange(256, dtype=np.float64) / 255.0)
     table[-1] = high
     return table.astype(np.float32)
+
+
+def images_in_range(images: Any, value_range: tuple[float, float]) -> np.ndarray:
+    """uint8 images as float32 in ``value_range`` on the host, pixel for pixel as
+    :func:`sample_batch` converts them (0 → ``low``, 255 → ``high``).
+
+    Example:
+      >>> images_in_range(np.array([0, 255], np.uint8), (-1.0, 1.0)).tolist()
+      [-1.0, 1.0]
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {images.dtype}")
+    return _pixel_values(value_range)[images]
 
 
 def sample_batch(
