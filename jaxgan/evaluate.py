@@ -178,6 +178,8 @@ def _sample_fn(run, seed, raw, method, settings, idx_dir, log):
         raise sampling.GuidedSamplingError(f"method must be one of {sampling.METHODS}")
     settings = {**sampling.GUIDED_DEFAULTS, **(settings or {})}
     real = run.held_out_real(2 * settings["calibration_num"], idx_dir=idx_dir)
+    if settings["refine_steps"]:
+        settings["train_real"] = run.training_real(run_folder.TRAINING_REAL_NUM, idx_dir=idx_dir)
     records = []
 
     def sample_fn(num):
@@ -285,9 +287,16 @@ def main(argv: list[str] | None = None) -> int:
         "--drs_gamma", type=float, default=None,
         help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
     )  # fmt: skip
+    parser.add_argument(
+        "--refine_d_steps", type=int, default=0,
+        help="drs/mh: first train D further with G fixed for this many steps (batches of "
+        "500 real and 500 generated; default 0: the run's D as it is)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.chain_length < 1:
         parser.error(f"--chain_length must be positive, got {args.chain_length}")
+    if args.refine_d_steps < 0:
+        parser.error(f"--refine_d_steps must be 0 or more, got {args.refine_d_steps}")
     if not 0 <= args.drs_percentile <= 100:
         parser.error(f"--drs_percentile must be in [0, 100], got {args.drs_percentile}")
     if args.num_samples is not None and args.num_samples < 2:
@@ -321,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 "chain_length": args.chain_length,
                 "percentile": None if args.drs_gamma is not None else args.drs_percentile,
                 "gamma": args.drs_gamma or 0.0,
+                "refine_steps": args.refine_d_steps,
             },
             log=log,
         )

@@ -53,7 +53,8 @@ class Calibration:
 
     Attributes:
       scale, offset: the fitted map; the calibrated logit estimates ``log p_data/p_g``.
-      report: how well D separated the held-out sets before and after: the log loss
+      report: how well D separates real from generated examples before and after, on
+        the second half of each set, calibrated by a fit to the first half: the log loss
         (``log_loss_raw`` reads D's logit as a probability through the sigmoid, which is
         what a D trained with the GAN loss of Goodfellow et al. outputs), the accuracy,
         and Dawid's Z statistic of Turner et al. (|Z| ≲ 2: calibrated), and the counts.
@@ -117,6 +118,27 @@ def fit_calibration(
         )
     if not (np.all(np.isfinite(real)) and np.all(np.isfinite(fake))):
         raise ValueError("D gave a non-finite logit on the calibration examples")
+    scale, offset = _fit(real, fake, iterations, ridge)
+    # The report is of data the fit did not see: fit on one half, score the other.
+    half = real.size // 2
+    if half >= 1:
+        held_scale, held_offset = _fit(real[:half], fake[:half], iterations, ridge)
+        s = np.concatenate([real[half:], fake[half:]])
+        y = np.concatenate([np.ones(real.size - half), np.zeros(fake.size - half)])
+    else:
+        (held_scale, held_offset), s, y = (
+            (scale, offset),
+            np.array([real[0], fake[0]]),
+            np.array([1.0, 0.0]),
+        )
+    raw, calibrated = _scores(y, s), _scores(y, held_scale * s + held_offset)
+    report = {f"{k}_raw": v for k, v in raw.items()}
+    report.update({f"{k}_calibrated": v for k, v in calibrated.items()})
+    report.update({"num_real": int(real.size), "num_generated": int(fake.size)})
+    return Calibration(scale=float(scale), offset=float(offset), report=report)
+
+
+def _fit(real: np.ndarray, fake: np.ndarray, iterations: int, ridge: float) -> tuple[float, float]:
     s = np.concatenate([real, fake])
     y = np.concatenate([np.ones_like(real), np.zeros_like(fake)])
     center, spread = float(np.mean(s)), float(np.std(s)) or 1.0
@@ -130,12 +152,7 @@ def fit_calibration(
         hessian += np.diag([ridge, 1e-12])
         w = w - np.linalg.solve(hessian, gradient)
     scale = w[0] / spread
-    offset = w[1] - scale * center
-    raw, calibrated = _scores(y, s), _scores(y, scale * s + offset)
-    report = {f"{k}_raw": v for k, v in raw.items()}
-    report.update({f"{k}_calibrated": v for k, v in calibrated.items()})
-    report.update({"num_real": int(real.size), "num_generated": int(fake.size)})
-    return Calibration(scale=float(scale), offset=float(offset), report=report)
+    return float(scale), float(w[1] - scale * center)
 
 
 def drs_accept_probability(
@@ -235,10 +252,16 @@ def summary(info: dict[str, Any]) -> str:
         f"(log loss {cal['log_loss_raw']:.3g} -> {cal['log_loss_calibrated']:.3g}, Z "
         f"{cal['z_raw']:.3g} -> {cal['z_calibrated']:.3g})"
     )
+    if "refine" in info:
+        refine = info["refine"]
+        text += (
+            f"; D trained {refine['refine_steps']:,} steps further with G fixed (loss "
+            f"{refine['loss_first']:.3g} -> {refine['loss_last']:.3g})"
+        )
     if method == "mh":
         text += (
             f"; chains of {info['chain_length']} proposals, "
-            f"{info['fraction_from_fallback']:.3g} of samples from the fallback"
+            f"{info['fraction_restarted']:.3g} restarted from G (never left the real start)"
         )
     elif method == "drs":
         text += f"; gamma {info['gamma']:.3g}"

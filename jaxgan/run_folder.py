@@ -57,6 +57,7 @@ __all__ = [
     "METRICS_FILE",
     "RAW_EVAL_FILE",
     "RUN_INFO_FILE",
+    "TRAINING_REAL_NUM",
     "MetricsLog",
     "RunConfig",
     "RunLock",
@@ -83,6 +84,8 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
 HELD_OUT_SPLIT = "test"
 """The split whose images calibrate D for guided sampling (:meth:`TrainedRun.held_out_real`)."""
+TRAINING_REAL_NUM = 60_000
+"""Real training examples that D is refined on (:meth:`TrainedRun.training_real`)."""
 HELD_OUT_SEED = 271828
 """The key of the fresh 2-D mixture draws that calibrate D for guided sampling."""
 RAW_EVAL_FILE = "eval_raw.json"
@@ -577,6 +580,21 @@ class TrainedRun:
                 self.dataset.arrays, key, num, dataset=self.dataset, value_range=(0.0, 1.0)
             )
             return np.asarray(draws)
+        return self._real(num, idx_dir=idx_dir, split=split)
+
+    def training_real(self, num: int, *, idx_dir: str | None = None) -> np.ndarray:
+        """``num`` examples of the data G trained on, in G's output range, for training D
+        further (:meth:`jaxgan.sampling.Guide.refine`): fresh draws from a 2-D mixture
+        (key ``HELD_OUT_SEED + 1``), or the first ``num`` images of the run's split."""
+        if self.dataset.kind == "mixture":
+            key = state_lib.prng_key(HELD_OUT_SEED + 1)
+            draws = data_lib.sample_batch(
+                self.dataset.arrays, key, num, dataset=self.dataset, value_range=(0.0, 1.0)
+            )
+            return np.asarray(draws)
+        return self._real(num, idx_dir=idx_dir, split=self.config.data.get("split") or "train")
+
+    def _real(self, num: int, *, idx_dir: str | None, split: str) -> np.ndarray:
         data_config = dict(self.config.data.to_dict(), split=split)
         if idx_dir:
             data_config["idx_dir"] = idx_dir
@@ -599,7 +617,9 @@ class TrainedRun:
         """``num`` samples drawn with ``method`` (``"drs"`` or ``"mh"``) and their record:
         :meth:`jaxgan.sampling.Guide.sample` with this run's G and D, calibrated on the
         held-out ``real`` examples (default: ``2 × calibration_num`` of
-        :meth:`held_out_real`, read from ``idx_dir`` for IDX images).
+        :meth:`held_out_real`, read from ``idx_dir`` for IDX images); with
+        ``refine_steps``, D is first trained further on :data:`TRAINING_REAL_NUM` examples
+        of :meth:`training_real`.
 
         Raises:
           jaxgan.sampling.GuidedSamplingError: the run or the settings cannot be guided.
@@ -615,6 +635,8 @@ class TrainedRun:
             if log is not None:
                 log(f"Calibrating D on held-out real data for method {method} ...")
             real = self.held_out_real(2 * settings["calibration_num"], idx_dir=idx_dir)
+        if settings["refine_steps"] and settings.get("train_real") is None:
+            settings["train_real"] = self.training_real(TRAINING_REAL_NUM, idx_dir=idx_dir)
         guide = sampling.Guide(
             self.sampler, self.gan, compute_dtype=state_lib.compute_dtype(self.config)
         )

@@ -161,6 +161,11 @@ def _add_method_flags(parser: argparse.ArgumentParser) -> None:
         help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
     )  # fmt: skip
     parser.add_argument(
+        "--refine_d_steps", type=int, default=0,
+        help="drs/mh: first train D further with G fixed for this many steps (batches of "
+        "500 real and 500 generated; default 0: the run's D as it is)",
+    )  # fmt: skip
+    parser.add_argument(
         "--idx_dir", default=None,
         help="drs/mh on IDX images: the folder whose test split calibrates D (default: the "
         "run's)",
@@ -170,6 +175,8 @@ def _add_method_flags(parser: argparse.ArgumentParser) -> None:
 def _check_method_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.chain_length < 1:
         parser.error(f"--chain_length must be positive, got {args.chain_length}")
+    if args.refine_d_steps < 0:
+        parser.error(f"--refine_d_steps must be 0 or more, got {args.refine_d_steps}")
     if not 0 <= args.drs_percentile <= 100:
         parser.error(f"--drs_percentile must be in [0, 100], got {args.drs_percentile}")
 
@@ -182,6 +189,7 @@ def _guided_settings(args: argparse.Namespace) -> dict:
         "chain_length": args.chain_length,
         "percentile": None if args.drs_gamma is not None else args.drs_percentile,
         "gamma": args.drs_gamma or 0.0,
+        "refine_steps": args.refine_d_steps,
     }
 
 

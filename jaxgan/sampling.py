@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxgan import errors, guided, steps
 from jaxgan.state import GAN, GANState, compute_dtype, prng_key
@@ -62,7 +64,8 @@ class Sampler:
 
     def __init__(self, gan: GAN, *, ema_decay: float, batch_size: int, compute_dtype: Any = None):
         self.models = gan.models
-        self._generate = jax.jit(steps.make_generate_fn(gan, compute_dtype))
+        self._generate_fn = steps.make_generate_fn(gan, compute_dtype)
+        self._generate = jax.jit(self._generate_fn)
         self._ema_model_state = jax.jit(
             steps.make_ema_model_state_fn(
                 gan, ema_decay=ema_decay, batch_size=batch_size, compute_dtype=compute_dtype
@@ -165,6 +168,7 @@ METHODS = ("plain", "drs", "mh")
 """How samples are drawn: G alone, discriminator rejection sampling, MH-GAN."""
 
 GUIDED_DEFAULTS = {
+    "refine_steps": 0,
     "chain_length": 100,
     "percentile": 95.0,
     "gamma": 0.0,
@@ -178,6 +182,12 @@ DRS_ROUND = 10 * CHUNK
 
 # Random streams of a guided draw, folded into the noise seed's key.
 _CALIBRATION_STREAM, _BURN_IN_STREAM, _PROPOSAL_STREAM, _UNIFORM_STREAM, _START_STREAM = range(1, 6)
+_REFINE_STREAM, _RESTART_STREAM = 6, 7
+
+REFINE_BATCH = 500
+"""Real and generated examples per step of :meth:`Guide.refine`."""
+REFINE_LEARNING_RATE = 1e-3
+"""Adam's learning rate (β1 0.5) in :meth:`Guide.refine`."""
 
 
 class GuidedSamplingError(errors.JaxganError, ValueError):
@@ -205,7 +215,8 @@ class Guide:
                 "guided sampling (drs, mh) of a class-conditional run is not supported: its D "
                 "judges each class apart; sample with method plain"
             )
-        self._score = jax.jit(steps.make_score_fn(gan, compute_dtype))
+        self._score_fn = steps.make_score_fn(gan, compute_dtype)
+        self._score = jax.jit(self._score_fn)
 
     def scores(self, d_params: Any, d_model_state: Any, x: Any) -> np.ndarray:
         """D's logits (eval mode) of ``x [n, *data_shape]``, in padded chunks: ``[n]``."""
@@ -217,6 +228,66 @@ class Guide:
             chunk = np.concatenate([chunk, np.zeros((pad, *x.shape[1:]), np.float32)])
             out.append(np.asarray(self._score(d_params, d_model_state, chunk))[: CHUNK - pad])
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def refine(
+        self,
+        state: GANState,
+        real: Any,
+        num_steps: int,
+        key: jax.Array,
+        *,
+        ema: bool = True,
+        truncation: float | None = None,
+    ) -> tuple[GANState, dict[str, float]]:
+        """D trained further with G fixed, towards the optimal D of this G.
+
+        The GAN's D is the density-ratio estimator of the guided methods, but at the end of
+        training it is the D of a game that was still moving (and smoothed by penalties
+        such as R1): ``num_steps`` Adam steps (learning rate :data:`REFINE_LEARNING_RATE`,
+        β1 0.5) of the original GAN loss (Goodfellow et al.: ``softplus(-D(x)) +
+        softplus(D(G(z)))``, no penalty), each on :data:`REFINE_BATCH` examples drawn with
+        replacement from ``real`` and as many fresh samples of the guided G, bring D close
+        to ``D*`` for this G (Azadi et al. 2019 continue training D with G fixed for the
+        same reason). D runs in eval mode (BatchNorm statistics fixed, no dropout).
+
+        Returns:
+          The state with the refined ``d_params``, and ``{"refine_steps", "loss_first",
+          "loss_last"}`` (the loss of the first and last step).
+        """
+        real = jnp.asarray(real, jnp.float32)
+        g_params, g_model_state = self.sampler.variables(state, ema=ema)
+        d_model_state, models = state.d_model_state, self.models
+        score, generate = self._score_fn, self.sampler._generate_fn
+        optimizer = optax.adam(REFINE_LEARNING_RATE, b1=0.5)
+
+        def loss(d_params, x_real, x_fake):
+            real_logits = score(d_params, d_model_state, x_real)
+            fake_logits = score(d_params, d_model_state, x_fake)
+            return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+        def one_step(carry, step_key):
+            d_params, opt_state = carry
+            index_key, noise_key = jax.random.split(step_key)
+            x_real = real[jax.random.randint(index_key, (REFINE_BATCH,), 0, real.shape[0])]
+            z = models.sample_latent(noise_key, REFINE_BATCH, truncation=truncation)
+            x_fake = generate(g_params, g_model_state, z)
+            value, grads = jax.value_and_grad(loss)(d_params, x_real, x_fake)
+            updates, opt_state = optimizer.update(grads, opt_state, d_params)
+            return (optax.apply_updates(d_params, updates), opt_state), value
+
+        @jax.jit
+        def run(d_params, key):
+            init = (d_params, optimizer.init(d_params))
+            (d_params, _), values = jax.lax.scan(one_step, init, jax.random.split(key, num_steps))
+            return d_params, values
+
+        d_params, values = run(state.d_params, key)
+        values = np.asarray(values)
+        return state.replace(d_params=d_params), {
+            "refine_steps": int(num_steps),
+            "loss_first": float(values[0]),
+            "loss_last": float(values[-1]),
+        }
 
     def _latents(self, key, num, truncation):
         return np.asarray(self.models.sample_latent(key, num, truncation=truncation))
@@ -231,6 +302,8 @@ class Guide:
         real: Any,
         ema: bool = True,
         truncation: float | None = None,
+        refine_steps: int = GUIDED_DEFAULTS["refine_steps"],
+        train_real: Any = None,
         chain_length: int = GUIDED_DEFAULTS["chain_length"],
         percentile: float | None = GUIDED_DEFAULTS["percentile"],
         gamma: float = GUIDED_DEFAULTS["gamma"],
@@ -249,6 +322,8 @@ class Guide:
             ``min(n // 2, calibration_num)`` calibrate D, MH's chains start at the rest.
           ema: guide the EMA generator (default) or G's own parameters.
           truncation: propose from the truncated prior.
+          refine_steps: first train D further with G fixed (:meth:`refine`) for this many
+            steps, on ``train_real`` (real examples G trained on; required then).
           chain_length: MH's ``K`` proposals per sample (Turner et al.: up to 640).
           percentile: DRS's γ as this percentile of F over the burn-in (Azadi et al.;
             None: the fixed ``gamma``, 0 being exact rejection sampling).
@@ -270,9 +345,18 @@ class Guide:
             raise GuidedSamplingError(
                 f"guided sampling needs held-out real examples to calibrate D on; got {len(real)}"
             )
-        g_params, g_model_state = self.sampler.variables(state, ema=ema)
         base = prng_key(seed)
         key = lambda stream, *more: _fold(base, stream, *more)
+        refined = None
+        if refine_steps:
+            if train_real is None or len(train_real) == 0:
+                raise GuidedSamplingError(
+                    "refine_steps needs train_real: real examples to train D on"
+                )
+            state, refined = self.refine(
+                state, train_real, refine_steps, key(_REFINE_STREAM), ema=ema, truncation=truncation
+            )
+        g_params, g_model_state = self.sampler.variables(state, ema=ema)
         d = (state.d_params, state.d_model_state)
         cal_fake = self.sampler.generate(
             g_params, g_model_state, self._latents(key(_CALIBRATION_STREAM), n_cal, truncation)
@@ -291,6 +375,8 @@ class Guide:
                 **calibration.report,
             },
         }
+        if refined is not None:
+            record["refine"] = refined
         draw = self._drs if method == "drs" else self._mh
         samples, details = draw(
             d, g_params, g_model_state, key, num, calibration, real[n_cal:] if len(real) >
@@ -371,10 +457,16 @@ class Guide:
                 start_logits[first : first + count],
                 logits,
             )
-            chosen = np.asarray(chosen)
-            stuck = chosen < 0  # never left the real start: take the best proposal seen
-            fallbacks += int(stuck.sum())
-            chosen = np.where(stuck, np.argmax(logits, axis=1), chosen)
+            chosen = np.array(chosen)
+            # A chain that never left its real start runs again from its first proposal
+            # over the others: an independence chain started at G (burn-in K - 1).
+            stuck = np.flatnonzero(chosen < 0)
+            fallbacks += len(stuck)
+            if len(stuck):
+                again, _ = guided.mh_chains(
+                    key(_RESTART_STREAM, first // block), logits[stuck, 0], logits[stuck, 1:]
+                )
+                chosen[stuck] = np.asarray(again) + 1  # -1 (stayed at proposal 0) -> 0
             moves += int(np.sum(block_moves))
             chosen_z.append(z.reshape(count, length, -1)[np.arange(count), chosen])
         samples = self.sampler.generate(g_params, g_model_state, np.concatenate(chosen_z))
@@ -383,7 +475,7 @@ class Guide:
             "acceptance_rate": moves / (num * length),
             "chain_length": length,
             "chains_started_at": f"{len(real):,} held-out real examples",
-            "fraction_from_fallback": fallbacks / num,
+            "fraction_restarted": fallbacks / num,
         }
 
 

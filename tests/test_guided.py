@@ -232,3 +232,25 @@ def test_evaluate_cli_scores_mh_beside_plain(toy_run, capsys):
         "modes", "high_quality", "reverse_kl"
     }  # fmt: skip
     assert guided_record["real_data_floor"]["modes"] == 25
+
+
+def test_refining_d_with_g_fixed_lowers_its_loss_and_is_seeded(toy_state):
+    gan, config, st = toy_state
+    sampler = sampling.Sampler.for_config(gan, config)
+    guide = sampling.Guide(sampler, gan)
+    real = np.random.default_rng(0).normal(0, 1, (2000, 2)).astype(np.float32)
+    refined, record = guide.refine(st, real, 200, jax.random.key(0), ema=False)
+    again, _ = guide.refine(st, real, 200, jax.random.key(0), ema=False)
+    assert record["refine_steps"] == 200 and record["loss_last"] < record["loss_first"] - 0.3
+    assert jax.tree.all(jax.tree.map(np.array_equal, refined.d_params, again.d_params))
+    for name in ("g_params", "g_ema_params", "step"):  # G and the rest are untouched
+        assert jax.tree.all(jax.tree.map(np.array_equal, getattr(refined, name), getattr(st, name)))
+    _, guided_record = guide.sample(
+        st, 20, 0, method="mh", real=real, ema=False, chain_length=4, refine_steps=50,
+        train_real=real,
+    )  # fmt: skip
+    assert guided_record["refine"]["refine_steps"] == 50 and "D trained 50" in guided.summary(
+        guided_record
+    )
+    with pytest.raises(sampling.GuidedSamplingError, match="train_real"):
+        guide.sample(st, 20, 0, method="mh", real=real, refine_steps=5)
