@@ -44,6 +44,7 @@ from jaxgan import (
     errors,
     evaluators,
     files,
+    flags,
     guided,
     inception_features,
     metrics,
@@ -270,35 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         "--inception_real_num", type=int, default=evaluators.INCEPTION_REAL_NUM,
         help=f"images of that split (default {evaluators.INCEPTION_REAL_NUM:,}, its start)",
     )  # fmt: skip
-    parser.add_argument(
-        "--method", choices=sampling.METHODS, default="plain",
-        help="plain: G alone (default); drs or mh: D guides G (jaxgan.sample --help); "
+    flags.add_guided_flags(
+        parser,
+        method_help="plain: G alone (default); drs or mh: D guides G (jaxgan.sample --help); "
         "writes eval_drs.json / eval_mh.json",
-    )  # fmt: skip
-    parser.add_argument(
-        "--chain_length", type=int, default=sampling.GUIDED_DEFAULTS["chain_length"],
-        help="mh: proposals per sample (default %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--drs_percentile", type=float, default=sampling.GUIDED_DEFAULTS["percentile"],
-        help="drs: gamma as this percentile of F over the burn-in (default %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--drs_gamma", type=float, default=None,
-        help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--refine_d_steps", type=int, default=0,
-        help="drs/mh: first train D further with G fixed for this many steps (batches of "
-        "500 real and 500 generated; default 0: the run's D as it is)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
-    if args.chain_length < 1:
-        parser.error(f"--chain_length must be positive, got {args.chain_length}")
-    if args.refine_d_steps < 0:
-        parser.error(f"--refine_d_steps must be 0 or more, got {args.refine_d_steps}")
-    if not 0 <= args.drs_percentile <= 100:
-        parser.error(f"--drs_percentile must be in [0, 100], got {args.drs_percentile}")
+    flags.check_guided_flags(parser, args)
     if args.num_samples is not None and args.num_samples < 2:
         parser.error("--num_samples must be at least 2")
     if args.kid_subsets < 1:
@@ -326,12 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             inception_split=args.inception_split,
             inception_real_num=args.inception_real_num,
             method=args.method,
-            guided_settings={
-                "chain_length": args.chain_length,
-                "percentile": None if args.drs_gamma is not None else args.drs_percentile,
-                "gamma": args.drs_gamma or 0.0,
-                "refine_steps": args.refine_d_steps,
-            },
+            guided_settings=flags.guided_settings(args),
             log=log,
         )
     except errors.JaxganError as e:

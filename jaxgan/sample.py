@@ -33,7 +33,7 @@ import sys
 import numpy as np
 from absl import logging as absl_logging
 
-from jaxgan import errors, files, guided, plots, run_folder, sampling
+from jaxgan import errors, files, flags, guided, plots, run_folder, sampling
 
 PROG = "jaxgan.sample"
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--num must be positive")
     if not args.out.endswith(".npy"):
         parser.error("--out must name a .npy file")
-    _check_method_flags(parser, args)
+    flags.check_guided_flags(parser, args)
     if args.truncation is not None and not args.truncation > 0:
         parser.error(f"--truncation must be a positive threshold, got {args.truncation}")
     warn = lambda message: print(message, file=sys.stderr)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             samples, record = run.sample_guided(
                 args.num, args.seed, ema=not args.raw, truncation=args.truncation, log=warn,
-                **_guided_settings(args),
+                method=args.method, idx_dir=args.idx_dir, **flags.guided_settings(args),
             )  # fmt: skip
     except errors.JaxganError as e:
         return errors.report(PROG, e)
@@ -143,54 +143,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_method_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--method", choices=sampling.METHODS, default="plain",
-        help="plain: G alone (default); drs: discriminator rejection sampling (Azadi et al. "
-        "2019); mh: Metropolis-Hastings GAN (Turner et al. 2019)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--chain_length", type=int, default=sampling.GUIDED_DEFAULTS["chain_length"],
-        help="mh: proposals per sample (default %(default)s; Turner et al. go to 640)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--drs_percentile", type=float, default=sampling.GUIDED_DEFAULTS["percentile"],
-        help="drs: gamma as this percentile of F over the burn-in (default %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--drs_gamma", type=float, default=None,
-        help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--refine_d_steps", type=int, default=0,
-        help="drs/mh: first train D further with G fixed for this many steps (batches of "
-        "500 real and 500 generated; default 0: the run's D as it is)",
-    )  # fmt: skip
+    flags.add_guided_flags(
+        parser,
+        method_help="plain: G alone (default); drs: discriminator rejection sampling (Azadi "
+        "et al. 2019); mh: Metropolis-Hastings GAN (Turner et al. 2019)",
+    )
     parser.add_argument(
         "--idx_dir", default=None,
         help="drs/mh on IDX images: the folder whose test split calibrates D (default: the "
         "run's)",
     )  # fmt: skip
-
-
-def _check_method_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.chain_length < 1:
-        parser.error(f"--chain_length must be positive, got {args.chain_length}")
-    if args.refine_d_steps < 0:
-        parser.error(f"--refine_d_steps must be 0 or more, got {args.refine_d_steps}")
-    if not 0 <= args.drs_percentile <= 100:
-        parser.error(f"--drs_percentile must be in [0, 100], got {args.drs_percentile}")
-
-
-def _guided_settings(args: argparse.Namespace) -> dict:
-    """The keyword arguments of :meth:`jaxgan.run_folder.TrainedRun.sample_guided`."""
-    return {
-        "method": args.method,
-        "idx_dir": args.idx_dir,
-        "chain_length": args.chain_length,
-        "percentile": None if args.drs_gamma is not None else args.drs_percentile,
-        "gamma": args.drs_gamma or 0.0,
-        "refine_steps": args.refine_d_steps,
-    }
 
 
 def _labels(parser, run, class_label: int | None, num: int) -> np.ndarray | None:

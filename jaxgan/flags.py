@@ -1,0 +1,59 @@
+"""Flags that several command lines share: discriminator-guided sampling's.
+
+``jaxgan.sample`` and ``jaxgan.evaluate`` both draw samples with ``--method=plain|drs|mh``
+(:mod:`jaxgan.guided`); the flags, their checks and their translation into the keyword
+arguments of :meth:`jaxgan.run_folder.TrainedRun.sample_guided` live here, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from jaxgan import sampling
+
+__all__ = ["add_guided_flags", "check_guided_flags", "guided_settings"]
+
+
+def add_guided_flags(parser: argparse.ArgumentParser, *, method_help: str) -> None:
+    """``--method``, ``--chain_length``, ``--drs_percentile``, ``--drs_gamma``,
+    ``--refine_d_steps``."""
+    parser.add_argument("--method", choices=sampling.METHODS, default="plain", help=method_help)
+    parser.add_argument(
+        "--chain_length", type=int, default=sampling.GUIDED_DEFAULTS["chain_length"],
+        help="mh: proposals per sample (default %(default)s; Turner et al. go to 640)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drs_percentile", type=float, default=sampling.GUIDED_DEFAULTS["percentile"],
+        help="drs: gamma as this percentile of F over the burn-in (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drs_gamma", type=float, default=None,
+        help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--refine_d_steps", type=int, default=0,
+        help="drs/mh: first train D further with G fixed for this many steps (batches of "
+        f"{sampling.REFINE_BATCH} real and {sampling.REFINE_BATCH} generated; default 0: the "
+        "run's D as it is)",
+    )  # fmt: skip
+
+
+def check_guided_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses values the guided methods cannot use (``parser.error``: exit status 2)."""
+    if args.chain_length < 1:
+        parser.error(f"--chain_length must be positive, got {args.chain_length}")
+    if args.refine_d_steps < 0:
+        parser.error(f"--refine_d_steps must be 0 or more, got {args.refine_d_steps}")
+    if not 0 <= args.drs_percentile <= 100:
+        parser.error(f"--drs_percentile must be in [0, 100], got {args.drs_percentile}")
+
+
+def guided_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of a guided draw (:data:`jaxgan.sampling.GUIDED_DEFAULTS`' keys)."""
+    return {
+        "chain_length": args.chain_length,
+        "percentile": None if args.drs_gamma is not None else args.drs_percentile,
+        "gamma": args.drs_gamma or 0.0,
+        "refine_steps": args.refine_d_steps,
+    }
