@@ -29,7 +29,8 @@ def add_guided_flags(parser: argparse.ArgumentParser, *, method_help: str) -> No
     )  # fmt: skip
     parser.add_argument(
         "--drs_gamma", type=float, default=None,
-        help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling)",
+        help="drs: a fixed gamma instead of the percentile (0: exact rejection sampling; "
+        "default: none, the percentile)",
     )  # fmt: skip
     parser.add_argument(
         "--refine_d_steps", type=int, default=0,
