@@ -255,33 +255,33 @@ class Guide:
           "loss_last"}`` (the loss of the first and last step).
         """
         real = jnp.asarray(real, jnp.float32)
-        g_params, g_model_state = self.sampler.variables(state, ema=ema)
-        d_model_state, models = state.d_model_state, self.models
-        score, generate = self._score_fn, self.sampler._generate_fn
+        g_variables = self.sampler.variables(state, ema=ema)
+        models, score, generate = self.models, self._score_fn, self.sampler._generate_fn
         optimizer = optax.adam(REFINE_LEARNING_RATE, b1=0.5)
 
-        def loss(d_params, x_real, x_fake):
+        def loss(d_params, d_model_state, x_real, x_fake):
             real_logits = score(d_params, d_model_state, x_real)
             fake_logits = score(d_params, d_model_state, x_fake)
             return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
 
-        def one_step(carry, step_key):
-            d_params, opt_state = carry
-            index_key, noise_key = jax.random.split(step_key)
-            x_real = real[jax.random.randint(index_key, (REFINE_BATCH,), 0, real.shape[0])]
-            z = models.sample_latent(noise_key, REFINE_BATCH, truncation=truncation)
-            x_fake = generate(g_params, g_model_state, z)
-            value, grads = jax.value_and_grad(loss)(d_params, x_real, x_fake)
-            updates, opt_state = optimizer.update(grads, opt_state, d_params)
-            return (optax.apply_updates(d_params, updates), opt_state), value
-
+        # Everything is an argument, not a closed-over constant: XLA would fold them in.
         @jax.jit
-        def run(d_params, key):
+        def run(d_params, d_model_state, g_variables, real, key):
+            def one_step(carry, step_key):
+                d_params, opt_state = carry
+                index_key, noise_key = jax.random.split(step_key)
+                x_real = real[jax.random.randint(index_key, (REFINE_BATCH,), 0, real.shape[0])]
+                z = models.sample_latent(noise_key, REFINE_BATCH, truncation=truncation)
+                x_fake = generate(*g_variables, z)
+                value, grads = jax.value_and_grad(loss)(d_params, d_model_state, x_real, x_fake)
+                updates, opt_state = optimizer.update(grads, opt_state, d_params)
+                return (optax.apply_updates(d_params, updates), opt_state), value
+
             init = (d_params, optimizer.init(d_params))
             (d_params, _), values = jax.lax.scan(one_step, init, jax.random.split(key, num_steps))
             return d_params, values
 
-        d_params, values = run(state.d_params, key)
+        d_params, values = run(state.d_params, state.d_model_state, g_variables, real, key)
         values = np.asarray(values)
         return state.replace(d_params=d_params), {
             "refine_steps": int(num_steps),
