@@ -574,27 +574,23 @@ class TrainedRun:
         Raises:
           jaxgan.data.DataError: the split cannot be loaded; the message says how.
         """
-        if self.dataset.kind == "mixture":
-            key = state_lib.prng_key(HELD_OUT_SEED)
-            draws = data_lib.sample_batch(
-                self.dataset.arrays, key, num, dataset=self.dataset, value_range=(0.0, 1.0)
-            )
-            return np.asarray(draws)
-        return self._real(num, idx_dir=idx_dir, split=split)
+        return self._real(num, idx_dir=idx_dir, split=split, mixture_seed=HELD_OUT_SEED)
 
     def training_real(self, num: int, *, idx_dir: str | None = None) -> np.ndarray:
         """``num`` examples of the data G trained on, in G's output range, for training D
         further (:meth:`jaxgan.sampling.Guide.refine`): fresh draws from a 2-D mixture
         (key ``HELD_OUT_SEED + 1``), or the first ``num`` images of the run's split."""
+        split = self.config.data.get("split") or "train"
+        return self._real(num, idx_dir=idx_dir, split=split, mixture_seed=HELD_OUT_SEED + 1)
+
+    def _real(self, num: int, *, idx_dir: str | None, split: str, mixture_seed: int):
+        """Fresh draws of a mixture (key ``mixture_seed``), or ``split``'s first images."""
         if self.dataset.kind == "mixture":
-            key = state_lib.prng_key(HELD_OUT_SEED + 1)
+            key = state_lib.prng_key(mixture_seed)
             draws = data_lib.sample_batch(
                 self.dataset.arrays, key, num, dataset=self.dataset, value_range=(0.0, 1.0)
             )
             return np.asarray(draws)
-        return self._real(num, idx_dir=idx_dir, split=self.config.data.get("split") or "train")
-
-    def _real(self, num: int, *, idx_dir: str | None, split: str) -> np.ndarray:
         data_config = dict(self.config.data.to_dict(), split=split)
         if idx_dir:
             data_config["idx_dir"] = idx_dir
@@ -625,11 +621,9 @@ class TrainedRun:
           jaxgan.sampling.GuidedSamplingError: the run or the settings cannot be guided.
           jaxgan.data.DataError: the held-out data cannot be loaded.
         """
-        if self.gan.models.conditional:
-            raise sampling.GuidedSamplingError(
-                f"method {method!r}: {self.workdir} is class-conditional, whose D judges each "
-                "class apart; guided sampling is unconditional (sample with method plain)"
-            )
+        guide = sampling.Guide(  # refuses a class-conditional run before any data is read
+            self.sampler, self.gan, compute_dtype=state_lib.compute_dtype(self.config)
+        )
         settings = {**sampling.GUIDED_DEFAULTS, **settings}
         if real is None:
             if log is not None:
@@ -637,9 +631,6 @@ class TrainedRun:
             real = self.held_out_real(2 * settings["calibration_num"], idx_dir=idx_dir)
         if settings["refine_steps"] and settings.get("train_real") is None:
             settings["train_real"] = self.training_real(TRAINING_REAL_NUM, idx_dir=idx_dir)
-        guide = sampling.Guide(
-            self.sampler, self.gan, compute_dtype=state_lib.compute_dtype(self.config)
-        )
         return guide.sample(
             self.state, num, seed, method=method, real=real, ema=ema, truncation=truncation,
             **settings,

@@ -64,8 +64,7 @@ class Sampler:
 
     def __init__(self, gan: GAN, *, ema_decay: float, batch_size: int, compute_dtype: Any = None):
         self.models = gan.models
-        self._generate_fn = steps.make_generate_fn(gan, compute_dtype)
-        self._generate = jax.jit(self._generate_fn)
+        self._generate = jax.jit(steps.make_generate_fn(gan, compute_dtype))
         self._ema_model_state = jax.jit(
             steps.make_ema_model_state_fn(
                 gan, ema_decay=ema_decay, batch_size=batch_size, compute_dtype=compute_dtype
@@ -133,20 +132,13 @@ class Sampler:
     def generate(self, g_params: Any, g_model_state: Any, z: Any, *, labels: Any = None):
         """``G(z)`` in eval mode, float32, in chunks of :data:`CHUNK` (the last padded):
         the latents ``z [num, latent_dim]`` given; ``labels [num]`` for a conditional G."""
-        z = np.asarray(z)
-        num, y = len(z), None if labels is None else np.asarray(labels, np.int32)
-        chunks = []
-        for start in range(0, num, CHUNK):
-            chunk = z[start : start + CHUNK]
-            pad = CHUNK - len(chunk)  # pad: one compiled shape, identical results per sample
-            chunk = np.concatenate([chunk, np.zeros((pad, z.shape[1]), z.dtype)])
-            args = (chunk,)
-            if y is not None:
-                args = (chunk, np.concatenate([y[start : start + CHUNK], np.zeros(pad, np.int32)]))
-            chunks.append(np.asarray(self._generate(g_params, g_model_state, *args)))
-        if not chunks:
+        inputs = (np.asarray(z),)
+        if labels is not None:
+            inputs += (np.asarray(labels, np.int32),)
+        out = _in_chunks(lambda *chunk: self._generate(g_params, g_model_state, *chunk), inputs)
+        if out is None:
             return np.zeros((0, *self.models.data_shape), np.float32)
-        return np.concatenate(chunks)[:num].astype(np.float32)
+        return out.astype(np.float32)
 
     def sample(
         self,
@@ -217,17 +209,14 @@ class Guide:
             )
         self._score_fn = steps.make_score_fn(gan, compute_dtype)
         self._score = jax.jit(self._score_fn)
+        self._generate_fn = steps.make_generate_fn(gan, compute_dtype)
 
     def scores(self, d_params: Any, d_model_state: Any, x: Any) -> np.ndarray:
         """D's logits (eval mode) of ``x [n, *data_shape]``, in padded chunks: ``[n]``."""
-        x = np.asarray(x, np.float32)
-        out = []
-        for start in range(0, len(x), CHUNK):
-            chunk = x[start : start + CHUNK]
-            pad = CHUNK - len(chunk)
-            chunk = np.concatenate([chunk, np.zeros((pad, *x.shape[1:]), np.float32)])
-            out.append(np.asarray(self._score(d_params, d_model_state, chunk))[: CHUNK - pad])
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        out = _in_chunks(
+            lambda chunk: self._score(d_params, d_model_state, chunk), (np.asarray(x, np.float32),)
+        )
+        return np.zeros((0,), np.float32) if out is None else out
 
     def refine(
         self,
@@ -256,7 +245,7 @@ class Guide:
         """
         real = jnp.asarray(real, jnp.float32)
         g_variables = self.sampler.variables(state, ema=ema)
-        models, score, generate = self.models, self._score_fn, self.sampler._generate_fn
+        models, score, generate = self.models, self._score_fn, self._generate_fn
         optimizer = optax.adam(REFINE_LEARNING_RATE, b1=0.5)
 
         def loss(d_params, d_model_state, x_real, x_fake):
@@ -477,6 +466,21 @@ class Guide:
             "chains_started_at": f"{len(real):,} held-out real examples",
             "fraction_restarted": fallbacks / num,
         }
+
+
+def _in_chunks(fn, inputs: tuple[np.ndarray, ...]) -> np.ndarray | None:
+    """``fn`` over rows of ``inputs`` in chunks of :data:`CHUNK`, the last padded with zeros
+    (one compiled shape; each row's result is its own); the outputs' first ``n`` rows, or
+    None for no rows."""
+    num, chunks = len(inputs[0]), []
+    for start in range(0, num, CHUNK):
+        pad = CHUNK - len(inputs[0][start : start + CHUNK])
+        padded = [
+            np.concatenate([x[start : start + CHUNK], np.zeros((pad, *x.shape[1:]), x.dtype)])
+            for x in inputs
+        ]
+        chunks.append(np.asarray(fn(*padded)))
+    return np.concatenate(chunks)[:num] if chunks else None
 
 
 def _fold(key: jax.Array, *streams: int) -> jax.Array:
