@@ -14,18 +14,22 @@ the arrangement of the arithmetic differs, chosen per layer by ``formulation``:
 * ``"lax"``: ``lax.conv_general_dilated`` / ``lax.conv_transpose`` and JAX's automatic
   derivatives, what ``nn.Conv`` and ``nn.ConvTranspose`` run.
 
-The custom VJPs make the ``"fast"`` layers reverse-mode only (``jax.jvp`` through them
-fails); use ``"lax"`` for forward-mode autodiff. This module does no I/O.
+The fast layers are ``jax.custom_jvp`` functions whose tangents are the linear transposes
+of their fast gradients, so reverse mode runs those gradients and forward mode (``jax.jvp``,
+``jax.jacfwd``, ``jax.hessian``, ``jax.linearize``) works through every formulation. This
+module does no I/O.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 __all__ = [
     "CONV_TRANSPOSE_FORMULATIONS",
@@ -142,7 +146,28 @@ def _strided_conv(u: jax.Array, kernel: jax.Array, strides, pads) -> jax.Array:
     return jax.lax.conv_general_dilated(u, conv_kernel, strides, conv_pads, dimension_numbers=_NHWC)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _tangent_of(backward: Callable, out_like: jax.Array, tangent: Any) -> Any:
+    """The tangent ``J t`` of a bilinear layer, as the linear transpose of ``backward = J^T``.
+
+    ``backward`` maps an output cotangent (shaped like ``out_like``) to the cotangent of one
+    input, so its transpose maps that input's tangent to the output's. Written this way, a
+    layer's reverse mode (JAX transposes the tangent once more) is ``backward`` itself, the
+    fast gradient below, and forward mode (``jax.jvp``, ``jax.jacfwd``, Hessian-vector
+    products) works through it too: every function here is made of plain ``lax`` operations.
+    """
+    (out,) = jax.linear_transpose(backward, jax.ShapeDtypeStruct(out_like.shape, out_like.dtype))(
+        tangent
+    )
+    return out
+
+
+def _sum_tangents(*parts):
+    """The sum of the tangents that are not symbolic zeros (or a symbolic zero)."""
+    parts = [p for p in parts if p is not None]
+    return functools.reduce(jnp.add, parts) if parts else None
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def conv_transpose(
     x: jax.Array,
     kernel: jax.Array,
@@ -155,10 +180,14 @@ def conv_transpose(
     A transposed convolution is the adjoint ``A^T`` of the strided convolution ``A``
     (:func:`_strided_conv`). The forward pass runs the sub-pixel decomposition
     (:func:`conv_transpose_phases`, ``forward="phases"``) or ``lax.conv_transpose``
-    (``forward="lax"``); the backward pass is written through ``A`` itself: the input gradient
+    (``forward="lax"``); the gradients are written through ``A`` itself: the input gradient
     is ``A g`` (a strided convolution of the output gradient ``g``) and the kernel gradient is
     that of ``<A g, x>``, one ``jax.vjp`` of ``A``. XLA:CPU's own derivatives of the
     lhs-dilated convolution run its dilated and weight-gradient convolutions 10-20x slower.
+
+    A ``jax.custom_jvp`` whose tangent is the linear transpose of those gradients
+    (:func:`_tangent_of`): reverse mode runs the gradients above, and forward mode
+    (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) works as well.
 
     Args:
       x: inputs ``(B, H, W, C_in)``.
@@ -176,19 +205,26 @@ def conv_transpose(
     return jax.lax.conv_transpose(x, kernel, strides, pads, dimension_numbers=_NHWC)
 
 
-def _conv_transpose_fwd(x, kernel, strides, pads, forward):
-    return conv_transpose(x, kernel, strides, pads, forward), (x, kernel)
+def _conv_transpose_jvp(strides, pads, forward, primals, tangents):
+    x, kernel = primals
+    dx, dk = (None if isinstance(t, SymbolicZero) else t for t in tangents)
+    y = conv_transpose(x, kernel, strides, pads, forward)
+
+    def x_grad(g):  # A g
+        return _strided_conv(g, kernel, strides, pads)
+
+    def kernel_grad(g):  # d<A g, x> / d kernel
+        _, pullback = jax.vjp(lambda k: _strided_conv(g, k, strides, pads), kernel)
+        return pullback(x)[0]
+
+    dy = _sum_tangents(
+        None if dx is None else _tangent_of(x_grad, y, dx),
+        None if dk is None else _tangent_of(kernel_grad, y, dk),
+    )
+    return y, SymbolicZero(jax.typeof(y).to_tangent_aval()) if dy is None else dy
 
 
-def _conv_transpose_bwd(strides, pads, forward, residuals, g):
-    del forward
-    x, kernel = residuals
-    x_grad, pullback = jax.vjp(lambda k: _strided_conv(g, k, strides, pads), kernel)
-    (kernel_grad,) = pullback(x)
-    return x_grad, kernel_grad
-
-
-conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+conv_transpose.defjvp(_conv_transpose_jvp, symbolic_zeros=True)
 
 CONV_TRANSPOSE_FORMULATIONS = ("fast", "lax")
 
@@ -286,7 +322,7 @@ def _transpose_of_conv(size: int, k: int, s: int, lo: int, hi: int) -> tuple[int
     return k - 1 - lo, k - 1 - hi + (size + lo + hi - k) % s
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def strided_conv(
     x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: tuple[tuple[int, int], ...]
 ) -> jax.Array:
@@ -297,12 +333,11 @@ def strided_conv(
     decomposition (:func:`conv_transpose_phases`) when the input has 16 or more channels,
     and the kernel gradient is JAX's own. With fewer input channels (an image layer) both
     gradients come from one im2col matrix of the input's patches and a matmul each.
+
+    A ``jax.custom_jvp`` whose tangent is the linear transpose of those gradients
+    (:func:`_tangent_of`), so forward-mode autodiff works through it too.
     """
     return jax.lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_NHWC)
-
-
-def _strided_conv_fwd(x, kernel, strides, pads):
-    return strided_conv(x, kernel, strides, pads), (x, kernel)
 
 
 def _strided_patches(x: jax.Array, kernel_size, strides, pads, out_size) -> jax.Array:
@@ -317,38 +352,59 @@ def _strided_patches(x: jax.Array, kernel_size, strides, pads, out_size) -> jax.
     return jnp.concatenate(taps, axis=-1).reshape(-1, kh * kw * x.shape[-1])
 
 
-def _strided_conv_bwd(strides, pads, residuals, g):
-    x, kernel = residuals
-    if x.shape[-1] < 16:
-        # Few input channels (an image layer): im2col + one matmul for both gradients.
+def _strided_conv_gradients(x, kernel, strides, pads, out_size):
+    """``(x_grad, kernel_grad)``: the two functions of the output gradient ``g``."""
+    kh, kw, c_in, c_out = kernel.shape
+    if c_in < 16:
+        # Few input channels (an image layer): im2col + one matmul for each gradient.
         # XLA:CPU's own derivatives of these convolutions run at 50-100 GFLOP/s (measured:
         # dcgan64's 3-channel layer, forward + both gradients, 28.4 -> 8.0 ms).
-        kh, kw, c_in, c_out = kernel.shape
-        patches, unpatch = jax.vjp(
-            lambda u: _strided_patches(u, (kh, kw), strides, pads, g.shape[1:3]), x
-        )
-        g2 = g.reshape(-1, c_out)
-        kernel_grad = (patches.T @ g2).reshape(kernel.shape)
-        (x_grad,) = unpatch(g2 @ kernel.reshape(kh * kw * c_in, c_out).T)
+        def patches_of(u):
+            return _strided_patches(u, (kh, kw), strides, pads, out_size)
+
+        def x_grad(g):
+            _, unpatch = jax.vjp(patches_of, x)
+            return unpatch(g.reshape(-1, c_out) @ kernel.reshape(kh * kw * c_in, c_out).T)[0]
+
+        def kernel_grad(g):
+            return (patches_of(x).T @ g.reshape(-1, c_out)).reshape(kernel.shape)
+
         return x_grad, kernel_grad
-    _, pullback = jax.vjp(
-        lambda k: jax.lax.conv_general_dilated(x, k, strides, pads, dimension_numbers=_NHWC),
-        kernel,
-    )
-    (kernel_grad,) = pullback(g)
+
+    def kernel_grad(g):
+        _, pullback = jax.vjp(
+            lambda k: jax.lax.conv_general_dilated(x, k, strides, pads, dimension_numbers=_NHWC),
+            kernel,
+        )
+        return pullback(g)[0]
+
     t_kernel = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)  # correlation kernel of the adjoint
     t_pads = tuple(
         _transpose_of_conv(x.shape[i + 1], kernel.shape[i], strides[i], *pads[i]) for i in (0, 1)
     )
-    plans = [_phase_plan(g.shape[i + 1], kernel.shape[i], strides[i], *t_pads[i]) for i in (0, 1)]
-    if x.shape[-1] >= 16 and None not in plans:
-        x_grad = conv_transpose_phases(g, t_kernel, strides, t_pads)
-    else:
-        x_grad = jax.lax.conv_transpose(g, t_kernel, strides, t_pads, dimension_numbers=_NHWC)
+    plans = [_phase_plan(out_size[i], kernel.shape[i], strides[i], *t_pads[i]) for i in (0, 1)]
+
+    def x_grad(g):
+        if None not in plans:
+            return conv_transpose_phases(g, t_kernel, strides, t_pads)
+        return jax.lax.conv_transpose(g, t_kernel, strides, t_pads, dimension_numbers=_NHWC)
+
     return x_grad, kernel_grad
 
 
-strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+def _strided_conv_jvp(strides, pads, primals, tangents):
+    x, kernel = primals
+    dx, dk = (None if isinstance(t, SymbolicZero) else t for t in tangents)
+    y = strided_conv(x, kernel, strides, pads)
+    x_grad, kernel_grad = _strided_conv_gradients(x, kernel, strides, pads, y.shape[1:3])
+    dy = _sum_tangents(
+        None if dx is None else _tangent_of(x_grad, y, dx),
+        None if dk is None else _tangent_of(kernel_grad, y, dk),
+    )
+    return y, SymbolicZero(jax.typeof(y).to_tangent_aval()) if dy is None else dy
+
+
+strided_conv.defjvp(_strided_conv_jvp, symbolic_zeros=True)
 
 
 class Conv(nn.Module):
