@@ -161,10 +161,16 @@ def _tangent_of(backward: Callable, out_like: jax.Array, tangent: Any) -> Any:
     return out
 
 
-def _sum_tangents(*parts):
-    """The sum of the tangents that are not symbolic zeros (or a symbolic zero)."""
-    parts = [p for p in parts if p is not None]
-    return functools.reduce(jnp.add, parts) if parts else None
+def _bilinear_tangent(y: jax.Array, gradients, tangents) -> Any:
+    """``J (dx, dk)`` from the two gradient functions; symbolic-zero tangents are skipped."""
+    parts = [
+        _tangent_of(gradient, y, t)
+        for gradient, t in zip(gradients, tangents, strict=True)
+        if not isinstance(t, SymbolicZero)
+    ]
+    if not parts:
+        return SymbolicZero(jax.typeof(y).to_tangent_aval())
+    return functools.reduce(jnp.add, parts)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
@@ -207,7 +213,6 @@ def conv_transpose(
 
 def _conv_transpose_jvp(strides, pads, forward, primals, tangents):
     x, kernel = primals
-    dx, dk = (None if isinstance(t, SymbolicZero) else t for t in tangents)
     y = conv_transpose(x, kernel, strides, pads, forward)
 
     def x_grad(g):  # A g
@@ -217,11 +222,7 @@ def _conv_transpose_jvp(strides, pads, forward, primals, tangents):
         _, pullback = jax.vjp(lambda k: _strided_conv(g, k, strides, pads), kernel)
         return pullback(x)[0]
 
-    dy = _sum_tangents(
-        None if dx is None else _tangent_of(x_grad, y, dx),
-        None if dk is None else _tangent_of(kernel_grad, y, dk),
-    )
-    return y, SymbolicZero(jax.typeof(y).to_tangent_aval()) if dy is None else dy
+    return y, _bilinear_tangent(y, (x_grad, kernel_grad), tangents)
 
 
 conv_transpose.defjvp(_conv_transpose_jvp, symbolic_zeros=True)
@@ -394,14 +395,9 @@ def _strided_conv_gradients(x, kernel, strides, pads, out_size):
 
 def _strided_conv_jvp(strides, pads, primals, tangents):
     x, kernel = primals
-    dx, dk = (None if isinstance(t, SymbolicZero) else t for t in tangents)
     y = strided_conv(x, kernel, strides, pads)
-    x_grad, kernel_grad = _strided_conv_gradients(x, kernel, strides, pads, y.shape[1:3])
-    dy = _sum_tangents(
-        None if dx is None else _tangent_of(x_grad, y, dx),
-        None if dk is None else _tangent_of(kernel_grad, y, dk),
-    )
-    return y, SymbolicZero(jax.typeof(y).to_tangent_aval()) if dy is None else dy
+    gradients = _strided_conv_gradients(x, kernel, strides, pads, y.shape[1:3])
+    return y, _bilinear_tangent(y, gradients, tangents)
 
 
 strided_conv.defjvp(_strided_conv_jvp, symbolic_zeros=True)
