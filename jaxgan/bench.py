@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxgan import flags as jaxgan_flags
+from jaxgan import hardware
 from jaxgan import models as models_lib
 from jaxgan import state as state_lib
 from jaxgan import steps as steps_lib
@@ -65,13 +67,17 @@ def build_bench_gan(
     """The benchmark networks of docs/MODELS.md with Adam(2e-4, 0.5, 0.999) for G and D.
 
     ``mlp``'s discriminator runs without dropout, as docs/MODELS.md specifies for timing. ``conv``
-    selects the convolution formulation of the DCGANs (``"fast"``, the default of
-    :mod:`jaxgan.models`, or ``"lax"``, the plain ``lax`` convolutions and their automatic
-    derivatives); it does not change parameters or outputs. ``spectral_norm`` as
-    ``config.model.spectral_norm`` (the SN-ResNets' D has it by default).
+    selects the convolution formulation of the convolutional networks (``"fast"``, the
+    default of :mod:`jaxgan.models`; ``"lax"``, the plain ``lax`` convolutions and their
+    automatic derivatives; ``"auto"``, the platform's choice,
+    :func:`jaxgan.hardware.choose_conv`); it does not change parameters or outputs.
+    ``spectral_norm`` as ``config.model.spectral_norm`` (the SN-ResNets' D has it by
+    default).
     """
     if model not in BENCH_MODELS:
         raise ValueError(f"unknown benchmark model {model!r}; choose from {BENCH_MODELS}")
+    if conv == "auto":
+        conv = hardware.choose_conv(model)[0]
     if model.startswith("sngan"):
         models = models_lib.build_models(
             model, data_shape=DATA_SHAPES[model], conv=conv, spectral_norm=spectral_norm
@@ -151,6 +157,8 @@ def run(
         raise ValueError(
             f"steps ({steps}) must be a multiple of steps_per_dispatch ({steps_per_dispatch})"
         )
+    if conv == "auto":
+        conv = hardware.choose_conv(model)[0]
     gan = build_bench_gan(model, conv, spectral_norm)
     key = jax.random.key(seed)
     state = state_lib.create_state(gan, key)
@@ -208,6 +216,7 @@ def run(
         "img_per_s": round(batch / step_s, 2),
         "step_ms": round(step_s * 1e3, 3),
         "compile_s": round(compile_s, 3),
+        "compilation_cache": jax.config.jax_compilation_cache_dir or None,
         "flops_per_iter": flops,
         "gflops_per_s": round(gflops_per_s, 2),
         "peak_gflops_per_s": round(peak_flops / 1e9, 2),
@@ -221,23 +230,10 @@ def run(
         "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
-        "cpu_model": cpu_model(),
+        "cpu_model": hardware.cpu_model(),
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
-
-
-def cpu_model() -> str:
-    """The CPU's model name as ``lscpu`` shows it (``/proc/cpuinfo``'s ``model name``;
-    the platform's processor string elsewhere): speed figures are per CPU model."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -264,8 +260,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "batch, as the PyTorch peer does",
     )
     parser.add_argument(
-        "--conv", choices=("fast", "lax"), default="fast",
-        help="the DCGANs' convolution formulation (default fast; docs/BENCHMARKS.md)",
+        "--conv", choices=hardware.CONV_CHOICES, default="auto",
+        help="the convolution formulation: auto (the trainer's default: this platform's "
+        "measured choice), fast or lax (docs/BENCHMARKS.md)",
     )  # fmt: skip
     parser.add_argument(
         "--steps_per_dispatch",
@@ -282,6 +279,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="spectral normalization (default: the network's own; on in the SN-ResNets' D)",
     )  # fmt: skip
     parser.add_argument(
+        "--compilation_cache", default=None, help=jaxgan_flags.COMPILATION_CACHE_HELP
+    )
+    parser.add_argument(
         "--augment", default="",
         help="DiffAugment policy in every D evaluation, e.g. color,translation,cutout "
         "(default: off)",
@@ -292,6 +292,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        jaxgan_flags.use_compilation_cache(args.compilation_cache)
         peak = measure_matmul_peak()
         for batch in args.batch:
             record = run(

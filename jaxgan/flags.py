@@ -1,4 +1,5 @@
-"""Flags that several command lines share: discriminator-guided sampling's.
+"""Flags that several command lines share: discriminator-guided sampling's, and the
+persistent compilation cache.
 
 ``jaxgan.sample`` and ``jaxgan.evaluate`` both draw samples with ``--method=plain|drs|mh``
 (:mod:`jaxgan.guided`); the flags, their checks and their translation into the keyword
@@ -8,11 +9,49 @@ arguments of :meth:`jaxgan.run_folder.TrainedRun.sample_guided` live here, once.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from jaxgan import sampling
+import jax
 
-__all__ = ["add_guided_flags", "check_guided_flags", "guided_settings"]
+from jaxgan import errors, sampling
+
+__all__ = ["add_guided_flags", "check_guided_flags", "guided_settings", "use_compilation_cache"]
+
+COMPILATION_CACHE_HELP = (
+    "a folder for JAX's persistent compilation cache (created if absent; default "
+    "$JAX_COMPILATION_CACHE_DIR, else none): a second run of the same programs loads them "
+    "instead of compiling (docs/BENCHMARKS.md has the seconds saved)"
+)
+
+
+def use_compilation_cache(path: str | None) -> str | None:
+    """Turns on JAX's persistent compilation cache in ``path`` (``jax_compilation_cache_dir``);
+    None or "" leaves JAX's setting (``$JAX_COMPILATION_CACHE_DIR``) as it is. Returns the
+    folder in use, or None.
+
+    A cached program is the program XLA would compile again, so results do not change
+    (tested bitwise); only compile time does. Programs that compile in under
+    ``jax_persistent_cache_min_compile_time_secs`` (1 s) are not written.
+
+    Raises:
+      errors.ConfigError: ``path`` cannot be created or written.
+    """
+    if path:
+        path = os.path.abspath(os.path.expanduser(path))
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise errors.ConfigError(
+                f"cannot create the compilation cache folder {path} ({e.strerror}); give a "
+                "writable folder"
+            ) from e
+        if not os.access(path, os.W_OK):
+            raise errors.ConfigError(
+                f"the compilation cache folder {path} is not writable; give a writable folder"
+            )
+        jax.config.update("jax_compilation_cache_dir", path)
+    return jax.config.jax_compilation_cache_dir or None
 
 
 def add_guided_flags(parser: argparse.ArgumentParser, *, method_help: str) -> None:

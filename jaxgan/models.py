@@ -36,6 +36,7 @@ from jaxgan.conv import Conv, ConvTranspose
 __all__ = [
     "CONDITIONINGS",
     "CONV_FORMULATIONS",
+    "CONV_MODELS",
     "D_NORMS",
     "MODEL_NAMES",
     "Conv",
@@ -56,6 +57,7 @@ __all__ = [
 
 MODEL_NAMES = ("toy2d", "mlp", "dcgan28", "dcgan32", "dcgan64", *resnets.RESNET_NAMES)
 CONV_FORMULATIONS = ("fast", "lax")
+CONV_MODELS = ("dcgan28", "dcgan32", "dcgan64", *resnets.RESNET_NAMES)  # the conv= users
 D_NORMS = ("batch", "layer", "none")
 CONDITIONINGS = ("none", "projection", "acgan")
 SPECTRAL_NORMS = ("default", "none", "d", "g_and_d")

@@ -351,6 +351,13 @@ def predated_fields(workdir: str, config: Any, given: Collection[str]) -> dict[s
     }
 
 
+def saved_field(workdir: str, name: str) -> Any:
+    """The flat config field ``name`` (``"model.conv"``) of the run in ``workdir``; None
+    when the folder holds no run or the run's config predates the field."""
+    saved = _read_config_file(workdir)
+    return None if saved is None else flatten_config(saved["config"]).get(name)
+
+
 def check_can_resume(workdir: str, config: Any, dataset: data_lib.Dataset) -> Any:
     """The config to train ``workdir``'s run with; RunError, touching nothing, when the
     folder holds a run of another config or other data.

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxgan import hardware
 from jaxgan import models as models_lib
 
 __all__ = [
@@ -175,6 +176,13 @@ def pack_of(config: Any) -> int:
     return int(config.get("pack", None) or config.model.get("pack", 1))
 
 
+def conv_of(config: Any) -> str:
+    """The convolution formulation a config trains with: ``model.conv``, with ``auto``
+    resolved for this platform (:func:`jaxgan.hardware.choose_conv`)."""
+    conv = config.model.get("conv", "fast")
+    return hardware.choose_conv(config.model.name)[0] if conv == "auto" else conv
+
+
 def build_gan(config: Any, data_shape: tuple[int, ...], num_classes: int = 0) -> GAN:
     """Builds the networks and optimizers named by a config.
 
@@ -206,7 +214,7 @@ def build_gan(config: Any, data_shape: tuple[int, ...], num_classes: int = 0) ->
         config.model.name,
         data_shape=tuple(data_shape),
         pack=pack_of(config),
-        conv=config.model.get("conv", "fast"),
+        conv=conv_of(config),
         d_norm=config.model.get("d_norm", "batch"),
         num_classes=num_classes if conditioning != "none" else 0,
         conditioning=conditioning,

@@ -29,6 +29,7 @@ from absl import logging as absl_logging
 from ml_collections import ConfigDict, config_flags
 
 from jaxgan import configs, errors, trainer
+from jaxgan import flags as jaxgan_flags
 from jaxgan.run_folder import flatten_config
 
 PROG = "train.py"
@@ -73,6 +74,8 @@ def usage() -> str:
         "  --coordinator_address=HOST:PORT --num_processes=N --process_id=I",
         "                            several processes (or $JAX_COORDINATOR_ADDRESS, ...)",
         "  --distributed             jax.distributed with the cluster detected by JAX",
+        "  --compilation_cache=DIR   reuse compiled programs across runs (or",
+        "                            $JAX_COMPILATION_CACHE_DIR; off by default)",
         "  -h, --help                this help",
         "",
         "Exit status: 0 done; 2 bad input; 1 training stopped; 130/143 after Ctrl-C/SIGTERM.",
@@ -184,6 +187,7 @@ def _define_flags(path: str) -> Any:
         "Initialize jax.distributed, detecting the cluster where JAX can (TPU pods, SLURM, "
         "...). Implied by --coordinator_address or $JAX_COORDINATOR_ADDRESS.",
     )  # fmt: skip
+    flags.DEFINE_string("compilation_cache", None, jaxgan_flags.COMPILATION_CACHE_HELP)
     return config_flag
 
 
@@ -206,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     except errors.JaxganError as e:
         return errors.report(PROG, e)
     fl = flags.FLAGS
+    try:
+        jaxgan_flags.use_compilation_cache(fl.compilation_cache)
+    except errors.JaxganError as e:
+        return errors.report(PROG, e)
     name = os.path.splitext(os.path.basename(config_flags.get_config_filename(fl["config"])))[0]
     workdir = fl.workdir or os.path.join("runs", name)
     if fl.distributed or fl.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):

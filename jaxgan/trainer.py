@@ -33,7 +33,17 @@ from jax.sharding import PartitionSpec as P
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from jaxgan import checkpointing, evaluators, files, health, metrics, plots, run_folder, sampling
+from jaxgan import (
+    checkpointing,
+    evaluators,
+    files,
+    hardware,
+    health,
+    metrics,
+    plots,
+    run_folder,
+    sampling,
+)
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
 from jaxgan import models as models_lib
@@ -79,7 +89,7 @@ def validate_config(config: Any) -> None:
         "model.name": (config.model.name, list(models_lib.MODEL_NAMES)),
         "optimizer.name": (config.optimizer.name, ["adam", "sgd"]),
         "compute_dtype": (config.compute_dtype, list(state_lib.COMPUTE_DTYPES)),
-        "model.conv": (config.model.conv, list(models_lib.CONV_FORMULATIONS)),
+        "model.conv": (config.model.conv, list(hardware.CONV_CHOICES)),
         "model.d_norm": (config.model.d_norm, list(models_lib.D_NORMS)),
         "penalty_per": (config.penalty_per, list(steps_lib.PENALTY_UNITS)),
         "optimizer.schedule_per": (config.optimizer.schedule_per, ["iteration", "update"]),
@@ -157,6 +167,7 @@ def train_and_evaluate(
                 log(f"{workdir} was written before these fields existed; it continues as it "
                     f"was trained, with {values}.")  # fmt: skip
                 config = run_folder.with_fields(config, predated)
+        config = _resolve_conv(config, workdir, log)
         config = run_folder.check_can_resume(workdir, config, dataset)
         _check_processes_agree(config, dataset)
         try:
@@ -187,6 +198,23 @@ def train_and_evaluate(
     finally:
         logging.getLogger("absl").removeFilter(quiet)
         lock.release()
+
+
+def _resolve_conv(config, workdir: str, log) -> Any:
+    """``config`` with ``model.conv = "auto"`` replaced by a formulation, which the run
+    records: a run being resumed keeps its own, a new run takes the platform's
+    (:func:`jaxgan.hardware.choose_conv`). The choice is printed for networks with
+    convolutions."""
+    if config.model.conv != "auto":
+        return config
+    saved = run_folder.saved_field(workdir, "model.conv")
+    if saved in models_lib.CONV_FORMULATIONS:
+        choice, why = saved, "the formulation this run was trained with"
+    else:
+        choice, why = hardware.choose_conv(config.model.name)
+    if config.model.name in models_lib.CONV_MODELS:
+        log(f"model.conv: auto -> {choice} ({why}; --config.model.conv=fast|lax to choose)")
+    return run_folder.with_fields(config, {"model.conv": choice})
 
 
 class _OrbaxErrorFilter(logging.Filter):

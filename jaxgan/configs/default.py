@@ -22,9 +22,11 @@ def get_config() -> ml_collections.ConfigDict:
     # ---- model (docs/MODELS.md)
     config.model = ml_collections.ConfigDict()
     config.model.name = "toy2d"  # toy2d | mlp | dcgan28 | dcgan32 | dcgan64
-    # Convolutions: fast (the CPU-tuned custom-VJP kernels) | lax (plain lax convolutions
+    # Convolutions: auto (what was measured fastest on this platform: fast on the CPUs
+    # measured, lax on GPU and TPU; printed, and recorded in config.json) | fast (the
+    # CPU-tuned kernels of jaxgan/conv.py, with custom JVPs) | lax (plain lax convolutions
     # and JAX's own derivatives). Same parameters and, up to float rounding, outputs.
-    config.model.conv = "fast"
+    config.model.conv = "auto"
     # dcgan32/dcgan64 D's normalisation: batch (Radford et al.) | layer | none. Penalties
     # (gp_weight, r1_gamma, r2_gamma) need a D without BatchNorm: layer, as WGAN-GP's critic.
     config.model.d_norm = "batch"
