@@ -29,7 +29,7 @@ CONV_CHOICES = ("auto", "fast", "lax")
 # images per second (docs/BENCHMARKS.md has the commands and the dates).
 _CPU_MEASUREMENTS: dict[str, dict[str, float]] = {
     # 2026-12-03, 2 cores, jax 0.10.2, interleaved rounds (medians)
-    "AMD EPYC": {"dcgan28": 1.46, "dcgan32": 4.23, "dcgan64": 6.37},
+    "AMD EPYC": {"dcgan28": 1.48, "dcgan32": 2.35, "dcgan64": 4.19},
 }
 
 
