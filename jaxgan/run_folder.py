@@ -104,6 +104,8 @@ ALLOWED_TO_CHANGE = frozenset(
         "eval_parzen",
         "data.idx_dir",
         "data.data_dir",
+        "data.loader",  # both loaders give the same batches
+        "data.memory_budget_bytes",
     }
 )
 
@@ -230,6 +232,7 @@ LEGACY_VALUES = {
     "augment": "",
     "acgan_weight": 1.0,
     "optimizer.linear_decay_steps": 0,
+    "data.image_size": 0,
     "jax.threefry_partitionable": True,  # JAX's default when these fields were added
 }
 
