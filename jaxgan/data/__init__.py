@@ -161,7 +161,8 @@ class Dataset:
         ``arrays["labels"]`` (N, 3), the digit of each channel, are for evaluation: 0.)
       source: For a *streamed* dataset (``load(..., stream=True)``, read through Grain by
         :mod:`jaxgan.data.streaming`): an :class:`ImageSource`, random access to the
-        examples one by one, and ``arrays`` is empty. None for a dataset held in memory.
+        examples one by one, and ``arrays`` holds no ``"images"`` (the labels stay). None
+        for a dataset held in memory.
     """
 
     name: str
@@ -314,8 +315,9 @@ def _finish(dataset: Dataset, image_size: int, stream: bool) -> Dataset:
     shape = _image_shape(dataset.shape, image_size)
     if stream:
         source = ImageSource.from_arrays(images, labels, image_size)
+        rest = {k: v for k, v in dataset.arrays.items() if k != "images"}  # labels stay
         return dataclasses.replace(
-            dataset, arrays={}, source=source, shape=shape, fingerprint=fingerprint
+            dataset, arrays=rest, source=source, shape=shape, fingerprint=fingerprint
         )
     resized = np.stack([center_crop_resize(image, image_size) for image in images])
     return dataclasses.replace(
@@ -701,7 +703,7 @@ def load_tfds(
     Returns:
       A ``Dataset`` of kind ``"images"`` with the ``"image"`` feature of every
       example of the split, in tfds order, as ``arrays["images"]`` uint8
-      (N, H, W, C) (empty with ``stream``, which sets ``source``).
+      (N, H, W, C) (none with ``stream``, which sets ``source``; the labels are kept).
 
     Raises:
       DataError: The name is not a tfds dataset; the dataset is not prepared in
