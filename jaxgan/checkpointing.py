@@ -220,13 +220,27 @@ def restore(
 
 def loader_position(manager: ocp.CheckpointManager, step: int) -> dict[str, Any] | None:
     """The streaming loader's position saved in the checkpoint at ``step``, or None when it
-    has none (a checkpoint of the device loader, or older than the Grain loader)."""
+    has none (a checkpoint of the device loader, or older than the Grain loader).
+
+    Raises:
+      RunError: the position is there but unreadable (not a JSON object).
+    """
     if manager not in _WITH_LOADER:
         return None
-    if not os.path.isdir(os.path.join(str(manager.directory), str(step), LOADER_ITEM)):
+    item = os.path.join(str(manager.directory), str(step), LOADER_ITEM)
+    if not os.path.isdir(item):
         return None
     args = ocp.args.Composite(**{LOADER_ITEM: ocp.args.JsonRestore()})
-    return dict(manager.restore(step, args=args)[LOADER_ITEM])
+    try:
+        position = manager.restore(step, args=args)[LOADER_ITEM]
+        if not isinstance(position, dict):
+            raise ValueError(f"a JSON {type(position).__name__}, not an object")
+    except Exception as e:  # orbax raises many types for unreadable data
+        raise RunError(
+            f"The data loader's position in {item} is unreadable ({type(e).__name__}: {e}). "
+            "Resume from another step (move this one aside)."
+        ) from e
+    return dict(position)
 
 
 def _leaf_specs(tree: Any) -> dict[tuple[str, ...], tuple[tuple[int, ...], str]]:
