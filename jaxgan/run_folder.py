@@ -594,7 +594,9 @@ class TrainedRun:
                 self.dataset.arrays, key, num, dataset=self.dataset, value_range=(0.0, 1.0)
             )
             return np.asarray(draws)
-        data_config = dict(self.config.data.to_dict(), split=split)
+        # Held on the host: the run's budget (config.data.memory_budget_bytes) is the
+        # device loader's, and a streamed run's data is over it by design.
+        data_config = dict(self.config.data.to_dict(), split=split, memory_budget_bytes=0)
         if idx_dir:
             data_config["idx_dir"] = idx_dir
         images = data_lib.load(types.SimpleNamespace(**data_config)).arrays["images"][:num]
