@@ -1,7 +1,9 @@
 """Checkpoints of the GANState with orbax: save (asynchronous, confirmed), restore, fallback.
 
 Checkpoints live in ``<workdir>/checkpoints/<step>/`` (orbax writes each through a
-temporary folder and a rename). :func:`restore` refuses a checkpoint of another model,
+temporary folder and a rename): the state in ``default/``, and for a run streamed through
+the Grain loader also the loader's position in ``data/`` (a JSON item,
+:func:`loader_position`). :func:`restore` refuses a checkpoint of another model,
 falls back from an unreadable newest checkpoint to the one before and moves the
 unreadable one aside (to ``corrupt_checkpoints/``, never deleting it). :class:`Saver`
 saves asynchronously and reports a step as saved only once it is on disk, and never
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import weakref
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -29,6 +32,7 @@ __all__ = [
     "Restored",
     "RunError",
     "Saver",
+    "loader_position",
     "move_aside",
     "newest_arrays",
     "open_manager",
@@ -37,6 +41,13 @@ __all__ = [
 
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "corrupt_checkpoints"
+STATE_ITEM = "default"  # the GANState: orbax's name for a manager's single item
+LOADER_ITEM = "data"  # the streaming loader's position (JSON), beside the state
+
+# Managers opened with ``loader_position=True``: the state and the loader's position as
+# two orbax items (a checkpoint with the state alone, older or the device loader's, reads
+# the same).
+_WITH_LOADER: weakref.WeakSet = weakref.WeakSet()
 
 
 def newest_arrays(workdir: str) -> tuple[int, dict[str, np.ndarray]]:
@@ -58,12 +69,17 @@ def newest_arrays(workdir: str) -> tuple[int, dict[str, np.ndarray]]:
     return step, {jax.tree_util.keystr(p): np.asarray(leaf) for p, leaf in leaves}
 
 
-def open_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+def open_manager(
+    workdir: str, *, keep: int, read_only: bool = False, loader_position: bool = False
+) -> ocp.CheckpointManager:
     """An orbax CheckpointManager over ``workdir/checkpoints``.
 
     For training, it keeps the ``keep`` newest checkpoints (never deleting the newest),
     saves asynchronously, and cleans up temporary folders that a killed save left
     behind. ``read_only`` opens it for restoring alone, changing nothing on disk.
+    ``loader_position``: checkpoints hold the streaming loader's position too (item
+    ``data``, :class:`Saver` ``save(..., position=)``, :func:`loader_position`); they
+    restore without it as well.
     """
     if read_only:  # orbax's notices of what read-only means, about a folder we chose so
         options = ocp.CheckpointManagerOptions(
@@ -78,11 +94,17 @@ def open_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.Che
     quiet = _ReadOnlyNotice()
     logging.getLogger("absl").addFilter(quiet)
     try:
-        return ocp.CheckpointManager(
+        handlers: Any = ocp.StandardCheckpointHandler()
+        if loader_position:
+            handlers = {STATE_ITEM: handlers, LOADER_ITEM: ocp.JsonCheckpointHandler()}
+        manager = ocp.CheckpointManager(
             os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
             options=options,
-            item_handlers=ocp.StandardCheckpointHandler(),
+            item_handlers=handlers,
         )
+        if loader_position:
+            _WITH_LOADER.add(manager)
+        return manager
     finally:
         logging.getLogger("absl").removeFilter(quiet)
 
@@ -160,7 +182,10 @@ def restore(
     unreadable = []
     for candidate in steps:
         try:
-            stored = _leaf_specs(manager.item_metadata(candidate))
+            stored = manager.item_metadata(candidate)
+            if manager in _WITH_LOADER:
+                stored = stored[STATE_ITEM]
+            stored = _leaf_specs(stored)
         except Exception as e:  # unreadable metadata: a corrupt checkpoint
             stored, error = None, e
         if stored is not None and stored != expected:
@@ -171,7 +196,12 @@ def restore(
             )
         if stored is not None:
             try:
-                state = manager.restore(candidate, args=ocp.args.StandardRestore(abstract_state))
+                args = ocp.args.StandardRestore(abstract_state)
+                if manager in _WITH_LOADER:
+                    args = ocp.args.Composite(**{STATE_ITEM: args})
+                state = manager.restore(candidate, args=args)
+                if manager in _WITH_LOADER:
+                    state = state[STATE_ITEM]
             except Exception as e:  # orbax raises many types for unreadable data
                 error = e
             else:
@@ -186,6 +216,31 @@ def restore(
         f"No readable checkpoint in {workdir} (steps {sorted(unreadable)} are unreadable); "
         "nothing was changed. Move the folder aside to start afresh."
     )
+
+
+def loader_position(manager: ocp.CheckpointManager, step: int) -> dict[str, Any] | None:
+    """The streaming loader's position saved in the checkpoint at ``step``, or None when it
+    has none (a checkpoint of the device loader, or older than the Grain loader).
+
+    Raises:
+      RunError: the position is there but unreadable (not a JSON object).
+    """
+    if manager not in _WITH_LOADER:
+        return None
+    item = os.path.join(str(manager.directory), str(step), LOADER_ITEM)
+    if not os.path.isdir(item):
+        return None
+    args = ocp.args.Composite(**{LOADER_ITEM: ocp.args.JsonRestore()})
+    try:
+        position = manager.restore(step, args=args)[LOADER_ITEM]
+        if not isinstance(position, dict):
+            raise ValueError(f"a JSON {type(position).__name__}, not an object")
+    except Exception as e:  # orbax raises many types for unreadable data
+        raise RunError(
+            f"The data loader's position in {item} is unreadable ({type(e).__name__}: {e}). "
+            "Resume from another step (move this one aside)."
+        ) from e
+    return dict(position)
 
 
 def _leaf_specs(tree: Any) -> dict[tuple[str, ...], tuple[tuple[int, ...], str]]:
@@ -258,8 +313,10 @@ class Saver:
         if self.pending is not None and not self.manager.is_saving_in_progress():
             self.wait()
 
-    def save(self, state: Any, step: int) -> None:
-        """Starts saving ``state`` as ``step`` (once the previous save has succeeded)."""
+    def save(self, state: Any, step: int, position: dict[str, Any] | None = None) -> None:
+        """Starts saving ``state`` as ``step`` (once the previous save has succeeded), with
+        the streaming loader's ``position`` beside it (a manager opened with
+        ``loader_position=True``)."""
         if step in (self.confirmed, self.pending):
             return
         self.wait()  # the previous save must have succeeded before we claim a new one
@@ -272,7 +329,13 @@ class Saver:
                 f"{self.describe()}. Try lower learning rates."
             )
         try:
-            self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            args = ocp.args.StandardSave(state)
+            if self.manager in _WITH_LOADER:
+                items = {STATE_ITEM: args}
+                if position is not None:
+                    items[LOADER_ITEM] = ocp.args.JsonSave(position)
+                args = ocp.args.Composite(**items)
+            self.manager.save(step, args=args, force=True)
         except Exception as e:
             raise TrainingError(
                 f"Saving the checkpoint at step {step} failed: {e}. The newest complete "

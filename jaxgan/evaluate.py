@@ -120,7 +120,9 @@ def evaluate_run(
         if inception is None or dataset.name in (*data_lib.IDX_NAMES, data_lib.STACKED_MNIST):
             raise  # no evaluation at all, or this dataset's own evaluation cannot run
     if inception is not None:
-        data_config = {**config.data.to_dict(), "idx_dir": idx_dir or ""}
+        # Held on the host: the run's budget is the device loader's (a streamed run's data
+        # is over it by design).
+        data_config = {**config.data.to_dict(), "idx_dir": idx_dir or "", "memory_budget_bytes": 0}
 
         def load_split(split: str) -> data_lib.Dataset:
             return data_lib.load(types.SimpleNamespace(**{**data_config, "split": split}))

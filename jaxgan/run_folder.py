@@ -104,6 +104,8 @@ ALLOWED_TO_CHANGE = frozenset(
         "eval_parzen",
         "data.idx_dir",
         "data.data_dir",
+        "data.loader",  # both loaders give the same batches
+        "data.memory_budget_bytes",
     }
 )
 
@@ -230,6 +232,7 @@ LEGACY_VALUES = {
     "augment": "",
     "acgan_weight": 1.0,
     "optimizer.linear_decay_steps": 0,
+    "data.image_size": 0,
     "jax.threefry_partitionable": True,  # JAX's default when these fields were added
 }
 
@@ -598,7 +601,9 @@ class TrainedRun:
                 self.dataset.arrays, key, num, dataset=self.dataset, value_range=(0.0, 1.0)
             )
             return np.asarray(draws)
-        data_config = dict(self.config.data.to_dict(), split=split)
+        # Held on the host: the run's budget (config.data.memory_budget_bytes) is the
+        # device loader's, and a streamed run's data is over it by design.
+        data_config = dict(self.config.data.to_dict(), split=split, memory_budget_bytes=0)
         if idx_dir:
             data_config["idx_dir"] = idx_dir
         images = data_lib.load(types.SimpleNamespace(**data_config)).arrays["images"][:num]

@@ -49,6 +49,7 @@ from jaxgan import losses as losses_lib
 from jaxgan import models as models_lib
 from jaxgan import state as state_lib
 from jaxgan import steps as steps_lib
+from jaxgan.data import streaming
 from jaxgan.errors import (
     EXIT_SIGNAL_BASE,
     ConfigError,
@@ -93,10 +94,19 @@ def validate_config(config: Any) -> None:
         "model.d_norm": (config.model.d_norm, list(models_lib.D_NORMS)),
         "penalty_per": (config.penalty_per, list(steps_lib.PENALTY_UNITS)),
         "optimizer.schedule_per": (config.optimizer.schedule_per, ["iteration", "update"]),
+        "data.loader": (config.data.get("loader", "auto"), list(data_lib.IMAGE_LOADERS)),
     }
     for field, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"Unknown config.{field} {value!r}; choose one of {allowed}.")
+    for name in ("image_size", "memory_budget_bytes"):
+        value = config.data.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"config.data.{name} must be an integer >= 0 (0: "
+                + ("the images as stored" if name == "image_size" else "half the device's memory")
+                + f"), got {value!r}."
+            )
     if not 0.0 <= config.ema_decay < 1.0:
         raise ConfigError(f"config.ema_decay must be in [0, 1), got {config.ema_decay}.")
     for name in ("g_lr", "d_lr"):
@@ -159,7 +169,10 @@ def train_and_evaluate(
     quiet = _OrbaxErrorFilter()
     logging.getLogger("absl").addFilter(quiet)
     try:
-        dataset = data_lib.load(config.data)
+        loader, why = data_lib.choose_loader(config.data)
+        loader = _from_process_0(loader)  # every process streams, or none does
+        log(f"data: {loader} loader ({why})")
+        dataset = data_lib.load(config.data, stream=loader == "grain")
         if given is not None:
             predated = run_folder.predated_fields(workdir, config, given)
             if predated:
@@ -180,7 +193,9 @@ def train_and_evaluate(
             raise ConfigError(str(e)) from e
         for warning in config_warnings(config):
             log(warning)
-        manager = checkpointing.open_manager(workdir, keep=config.keep_checkpoints)
+        manager = checkpointing.open_manager(
+            workdir, keep=config.keep_checkpoints, loader_position=program.streamed
+        )
         failed = True
         try:
             status = _train(config, workdir, dataset, gan, program, manager, log)
@@ -326,8 +341,15 @@ def _train(config, workdir, dataset, gan, program, manager, log) -> int:
             log(warning)
 
     # ------------------------------------------------------------ the loop
-    arrays = program.place(dataset.arrays)
-    evaluation = _Evaluation(config, dataset, gan, program.real_samples(arrays), workdir, log)
+    feed = arrays = None
+    if program.streamed:  # the Grain loader, at the checkpoint's position
+        feed = program.feed(config)
+        saved = None if restored is None else checkpointing.loader_position(manager, start_step)
+        feed.start(start_step, saved)
+    else:
+        arrays = program.place(dataset.arrays)
+    real = program.real_samples(arrays, feed=feed)
+    evaluation = _Evaluation(config, dataset, gan, real, workdir, log)
     monitor = _Monitor(config, workdir, start_step, is_chief, log)
     saver = checkpointing.Saver(manager, start_step if restored is not None else None)
     step, n_fused, multi_process = start_step, config.steps_per_dispatch, jax.process_count() > 1
@@ -337,7 +359,8 @@ def _train(config, workdir, dataset, gan, program, manager, log) -> int:
             while step < config.num_steps:
                 if _should_stop(stop, step, multi_process):
                     break
-                state, step_metrics, longest = program.iterations(state, arrays, longest)
+                batches = arrays if feed is None else next(feed)
+                state, step_metrics, longest = program.iterations(state, batches, longest)
                 # At most one dispatch ahead of the device: a signal is answered within a
                 # step, and the progress bar's rate is the device's, not the dispatcher's.
                 if in_flight is not None:
@@ -354,9 +377,9 @@ def _train(config, workdir, dataset, gan, program, manager, log) -> int:
                     record.update(evaluation(state, step, monitor.best("eval_diversity")))
                 monitor.write(step, record)
                 if _due(step, config.ckpt_every, config.num_steps):
-                    saver.save(state, step)
+                    saver.save(state, step, None if feed is None else feed.position(step))
             if step < config.num_steps:  # stopped early by a signal
-                saver.save(state, step)
+                saver.save(state, step, None if feed is None else feed.position(step))
                 saver.wait()
                 # Several processes stop together through JAX's preemption service (SIGTERM),
                 # whichever signal one of them got: all exit with the same status, 143.
@@ -404,12 +427,12 @@ class _Program:
     """
 
     def __init__(self, config, dataset: data_lib.Dataset, gan: state_lib.GAN):
-        mesh = Mesh(np.array(jax.devices()), ("data",))
+        self.mesh = mesh = Mesh(np.array(jax.devices()), ("data",))
         self.replicated = replicated = NamedSharding(mesh, P())
         batch_sharded = NamedSharding(mesh, P(None, "data"))
         seed, num_seeds = config.seed, config.num_seeds
         k, batch, n_fused = config.d_steps, config.batch_size, config.steps_per_dispatch
-        self.seed = seed
+        self.seed, self.dataset, self.gan = seed, dataset, gan
         self.init_state = jax.jit(
             state_lib.make_init_fn(gan, seed, num_seeds), out_shardings=replicated
         )
@@ -426,34 +449,44 @@ class _Program:
             dataset, d_steps=k, batch_size=batch, value_range=gan.models.output_range,
             labels=gan.models.conditional,
         )  # fmt: skip
+        # Streamed (the Grain loader): ``arrays`` are the uint8 batches of the dispatch,
+        # (n_fused, [num_seeds,] k, batch, ...), read on the host (jaxgan.data.streaming).
+        self.streamed = streamed = dataset.source is not None
+        to_floats = lambda u8: data_lib.pixels_to_floats(u8, gan.models.output_range)
 
         def one_iteration(state, arrays, run_seed):
             keys = state_lib.make_keys(run_seed)
-            real = draw_batches(arrays, jax.random.fold_in(keys["data"], state.step))
+            if streamed:
+                real = (to_floats(arrays[0]), arrays[1]) if isinstance(arrays, tuple) else (
+                    to_floats(arrays))  # fmt: skip
+            else:
+                real = draw_batches(arrays, jax.random.fold_in(keys["data"], state.step))
             real = jax.lax.with_sharding_constraint(real, batch_sharded)
             return train_step(state, real, keys["train"])
 
         if num_seeds == 1:
             step_all = lambda state, arrays: one_iteration(state, arrays, seed)
         else:  # seeds seed, seed + 1, ... trained together in one compiled program
-            step_all = lambda state, arrays: jax.vmap(one_iteration, in_axes=(0, None, 0))(
-                state, arrays, seed + jnp.arange(num_seeds)
-            )
+            step_all = lambda state, arrays: jax.vmap(
+                one_iteration, in_axes=(0, 0 if streamed else None, 0)
+            )(state, arrays, seed + jnp.arange(num_seeds))
 
         @functools.partial(jax.jit, donate_argnums=(0, 2), out_shardings=replicated)
         def iterations(state, arrays, longest):
             """``steps_per_dispatch`` iterations in one program: the new state, the metrics
             of the last iteration, and the longest run of skipped updates so far."""
 
-            def one(carry, _):
+            def one(carry, batches):
                 state, longest = carry
-                state, metrics = step_all(state, arrays)
+                state, metrics = step_all(state, arrays if batches is None else batches)
                 return (state, _longer_streak(longest, state.skip_streak, state.step)), metrics
 
             if n_fused == 1:
-                (state, longest), metrics = one((state, longest), None)
+                first = jax.tree.map(lambda a: a[0], arrays) if streamed else None
+                (state, longest), metrics = one((state, longest), first)
             else:
-                (state, longest), metrics = jax.lax.scan(one, (state, longest), length=n_fused)
+                xs = arrays if streamed else None
+                (state, longest), metrics = jax.lax.scan(one, (state, longest), xs, length=n_fused)
                 metrics = jax.tree.map(lambda m: m[-1], metrics)
             return state, metrics, longest
 
@@ -469,9 +502,20 @@ class _Program:
         place = lambda a: jax.make_array_from_callback(a.shape, self.replicated, a.__getitem__)
         return {name: place(a) for name, a in host_arrays.items()}
 
-    def real_samples(self, arrays: dict[str, jax.Array], num: int = 512) -> np.ndarray:
-        """``num`` real examples (the reference of the mode-collapse alarm)."""
+    def feed(self, config) -> streaming.Feed:
+        """The streamed batches of the run (the Grain loader), not yet positioned."""
+        return streaming.Feed(
+            self.dataset, seed=config.seed, num_seeds=config.num_seeds,
+            d_steps=config.d_steps, batch_size=config.batch_size,
+            steps_per_dispatch=config.steps_per_dispatch, num_steps=config.num_steps,
+            labels=self.gan.models.conditional, mesh=self.mesh,
+        )  # fmt: skip
+
+    def real_samples(self, arrays, num: int = 512, feed: streaming.Feed | None = None):
+        """``num`` real examples (the reference of the mode-collapse alarm), numpy."""
         key = state_lib.make_keys(self.seed)["eval"]
+        if feed is not None:
+            return feed.sample(key, num, self.gan.models.output_range)
         return np.asarray(jax.jit(lambda a: self.draw(a, key, num))(arrays))
 
 

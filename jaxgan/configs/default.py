@@ -18,6 +18,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.idx_dir = ""  # folder of the four MNIST-format IDX .gz files (offline, no TF)
     config.data.data_dir = ""  # tfds data_dir holding the prepared dataset ("" = tfds' default)
     config.data.split = "train"
+    # Images: 0 keeps them as stored; S center-crops each to a square and resizes it to SxS
+    # (bilinear, as DCGAN's celeb_a at 64: --config.data.image_size=64).
+    config.data.image_size = 0
+    # auto | device | grain. device: the dataset on every device, batches drawn there; grain:
+    # batches read on the host through Grain, for data larger than device memory (the same
+    # batches, bit for bit). auto: device when the data fit in the budget, else grain.
+    config.data.loader = "auto"
+    config.data.memory_budget_bytes = 0  # the budget of auto (0: half the device's memory)
 
     # ---- model (docs/MODELS.md)
     config.model = ml_collections.ConfigDict()

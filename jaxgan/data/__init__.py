@@ -47,12 +47,17 @@ __all__ = [
     "IDX_FILES",
     "IDX_NAMES",
     "IDX_TITLES",
+    "IMAGE_LOADERS",
     "MIXTURES",
     "STACKED_MNIST",
     "STACKED_MNIST_SIZE",
     "DataError",
     "Dataset",
+    "ImageSource",
+    "batch_indices",
+    "center_crop_resize",
     "check_fits",
+    "choose_loader",
     "device_memory_bytes",
     "file_sha256",
     "images_in_range",
@@ -60,7 +65,9 @@ __all__ = [
     "load_idx",
     "load_idx_labels",
     "load_tfds",
+    "memory_budget",
     "mixture",
+    "pixels_to_floats",
     "sample_batch",
     "stacked_mnist",
 ]
@@ -152,6 +159,10 @@ class Dataset:
         class per image: IDX label files, tfds' ``label`` feature), which class-conditional
         GANs train with; 0 when the data has no such labels. (Stacked MNIST's
         ``arrays["labels"]`` (N, 3), the digit of each channel, are for evaluation: 0.)
+      source: For a *streamed* dataset (``load(..., stream=True)``, read through Grain by
+        :mod:`jaxgan.data.streaming`): an :class:`ImageSource`, random access to the
+        examples one by one, and ``arrays`` holds no ``"images"`` (the labels stay). None
+        for a dataset held in memory.
     """
 
     name: str
@@ -162,6 +173,7 @@ class Dataset:
     fingerprint: str = ""
     num_examples: int | None = None
     num_classes: int = 0
+    source: Any = None
 
 
 # ----------------------------------------------------------------------------
@@ -183,6 +195,31 @@ def _images_fingerprint(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+class _ImagesDigest:
+    """:func:`_images_fingerprint` of ``num`` images of ``shape``, fed one image at a time
+    (the same digest, without holding the images together)."""
+
+    def __init__(self, num: int, shape: tuple[int, ...]):
+        self._digest = hashlib.sha256()
+        self._digest.update(f"images:uint8:{(int(num), *map(int, shape))}\n".encode())
+
+    def update(self, image: np.ndarray) -> None:
+        self._digest.update(memoryview(np.ascontiguousarray(image)).cast("B"))
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _resized_fingerprint(fingerprint: str, image_size: int) -> str:
+    """The fingerprint of a dataset's images center-cropped and resized to ``image_size``,
+    from the stored images' own: the same on the in-memory and the streamed path."""
+    if not image_size:
+        return fingerprint
+    return hashlib.sha256(
+        f"{fingerprint}:center_crop_resize:{int(image_size)}".encode()
+    ).hexdigest()
+
+
 def _images_dataset(name: str, images: np.ndarray) -> Dataset:
     return Dataset(
         name=name,
@@ -191,6 +228,100 @@ def _images_dataset(name: str, images: np.ndarray) -> Dataset:
         arrays={"images": images},
         fingerprint=_images_fingerprint(images),
         num_examples=int(images.shape[0]),
+    )
+
+
+# ----------------------------------------------------------------------------
+# Image size: center crop and resize; random access for the streaming loader
+# ----------------------------------------------------------------------------
+
+
+def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """One uint8 image ``(H, W, C)`` as ``(size, size, C)``: its centered square of side
+    ``min(H, W)`` (rows from ``(H - side) // 2``, columns from ``(W - side) // 2``), resized
+    to ``size`` with Pillow's bilinear filter (antialiased when shrinking; DCGAN's celeb_a
+    at 64×64 was cropped and resized so), each channel alike. A square of side ``size`` is
+    only cropped: its pixels are kept exactly.
+
+    Example:
+      >>> image = np.arange(24, dtype=np.uint8).reshape(4, 6, 1)
+      >>> center_crop_resize(image, 4)[..., 0].tolist()[0]
+      [1, 2, 3, 4]
+    """
+    from PIL import Image  # Deferred: only resized datasets need Pillow (matplotlib's).
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3:
+        raise DataError(f"center_crop_resize needs a uint8 (H, W, C) image, got {image.dtype} "
+                        f"{image.shape}.")  # fmt: skip
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = image[top : top + side, left : left + side]
+    if side == size:
+        return np.ascontiguousarray(square)
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(square[..., c]), mode="L").resize(
+            (size, size), Image.Resampling.BILINEAR))
+        for c in range(square.shape[-1])
+    ]  # fmt: skip
+    return np.stack(channels, axis=-1)
+
+
+def _image_shape(shape: tuple[int, ...], image_size: int) -> tuple[int, ...]:
+    """The per-example shape of images of ``shape`` after :func:`center_crop_resize`."""
+    return (image_size, image_size, shape[-1]) if image_size else tuple(shape)
+
+
+class ImageSource:
+    """Random access to an image dataset's examples: ``source[i] -> (image, label)``, the
+    image uint8 of the dataset's shape (center-cropped and resized to ``image_size`` when
+    that is set, :func:`center_crop_resize`), the label an int (0 for data without labels).
+
+    What the streaming loader reads through Grain (:mod:`jaxgan.data.streaming`); any
+    object with ``__len__`` and ``__getitem__`` is a ``grain.MapDataset`` source.
+    """
+
+    def __init__(self, read, num: int, image_size: int = 0):
+        self._read, self._num, self.image_size = read, int(num), int(image_size)
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray, labels: np.ndarray | None, image_size: int = 0):
+        """The source of host arrays: ``images`` uint8 (N, H, W, C), ``labels`` (N,) or None."""
+        read = lambda i: (images[i], int(labels[i]) if labels is not None else 0)
+        return cls(read, len(images), image_size)
+
+    def __len__(self) -> int:
+        return self._num
+
+    def __getitem__(self, index) -> tuple[np.ndarray, int]:
+        index = operator.index(index)
+        if not 0 <= index < self._num:
+            raise IndexError(f"example {index} of {self._num}")
+        image, label = self._read(index)
+        if self.image_size:
+            image = center_crop_resize(image, self.image_size)
+        return image, label
+
+
+def _finish(dataset: Dataset, image_size: int, stream: bool) -> Dataset:
+    """An in-memory image dataset (IDX files, Stacked MNIST) resized to ``image_size``, and
+    for ``stream`` made a streamed one (its host arrays read through an ImageSource)."""
+    if dataset.kind != "images" or not (image_size or stream):
+        return dataset
+    images = dataset.arrays["images"]
+    labels = dataset.arrays["labels"] if dataset.num_classes else None
+    fingerprint = _resized_fingerprint(dataset.fingerprint, image_size)
+    shape = _image_shape(dataset.shape, image_size)
+    if stream:
+        source = ImageSource.from_arrays(images, labels, image_size)
+        rest = {k: v for k, v in dataset.arrays.items() if k != "images"}  # labels stay
+        return dataclasses.replace(
+            dataset, arrays=rest, source=source, shape=shape, fingerprint=fingerprint
+        )
+    resized = np.stack([center_crop_resize(image, image_size) for image in images])
+    return dataclasses.replace(
+        dataset, arrays={**dataset.arrays, "images": resized}, shape=shape, fingerprint=fingerprint
     )
 
 
@@ -414,6 +545,7 @@ def stacked_mnist(
     split: str = "train",
     num_examples: int = STACKED_MNIST_SIZE,
     seed: int = 0,
+    check_memory: bool = True,
 ) -> Dataset:
     """Builds Stacked MNIST: three independent random MNIST digits as the RGB channels.
 
@@ -431,6 +563,8 @@ def stacked_mnist(
       split: the MNIST split the digits come from: ``"train"`` or ``"test"``.
       num_examples: number of stacked images (PacGAN: 128,000).
       seed: seed of the digit draws.
+      check_memory: refuse (DataError) images that would not fit on the device
+        (:func:`check_fits`); :func:`load` checks them itself.
 
     Returns:
       A ``Dataset`` named ``"stacked_mnist"`` of kind ``"images"``, shape
@@ -444,7 +578,10 @@ def stacked_mnist(
     num_examples = operator.index(num_examples)
     if num_examples < 1:
         raise DataError(f"stacked_mnist needs num_examples >= 1, got {num_examples}.")
-    check_fits(STACKED_MNIST, num_examples, (28, 28, 3), hint="fewer --config.data.num_examples")
+    if check_memory:
+        check_fits(
+            STACKED_MNIST, num_examples, (28, 28, 3), hint="fewer --config.data.num_examples"
+        )
     digits = load_idx(idx_dir, name="mnist", split=split).arrays["images"][..., 0]
     digit_labels = load_idx_labels(idx_dir, split=split)
     index = np.random.default_rng(int(seed)).integers(0, digits.shape[0], (num_examples, 3))
@@ -475,31 +612,9 @@ def _prepare_hint(name: str, data_dir: Any) -> str:
     )
 
 
-def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -> Dataset:
-    """Loads a prepared tfds image dataset into one uint8 array, without TensorFlow.
-
-    Reads through ``tfds.data_source(name, split=split, data_dir=data_dir,
-    download=False)``, so the dataset must already be prepared in ``data_dir`` in a
-    random-access format (``array_record``); nothing is downloaded. Works inside
-    ``tfds.testing.mock_data``, which mocks ``tfds.data_source``.
-
-    Args:
-      name: A registered tfds name, optionally with config and version:
-        ``"mnist"``, ``"mnist:3.0.1"``, ``"cifar10"``.
-      split: A tfds split, e.g. ``"train"`` or ``"train[:90%]"``.
-      data_dir: The tfds data folder; None uses tfds' default (``TFDS_DATA_DIR``
-        or ``~/tensorflow_datasets``).
-
-    Returns:
-      A ``Dataset`` of kind ``"images"`` with the ``"image"`` feature of every
-      example of the split, in tfds order, as ``arrays["images"]`` uint8
-      (N, H, W, C).
-
-    Raises:
-      DataError: The name is not a tfds dataset; the dataset is not prepared in
-        ``data_dir`` (or not in a random-access format); it has no ``"image"``
-        feature; its images are not uint8 or differ in shape.
-    """
+def _open_tfds(name: str, split: str, data_dir: str | None):
+    """``(source, features)``: the random-access source of a prepared tfds split, and its
+    feature names; DataError (saying how to prepare it) when it cannot be read."""
     import tensorflow_datasets as tfds  # Deferred: a heavy import only tfds users need.
 
     try:
@@ -545,43 +660,102 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | None = None) -
             f"Could not read split {split!r} of tfds dataset {name!r} from data_dir "
             f"{str(root)!r} (prepared splits: {sorted(builder.info.splits.keys())}): {e}"
         ) from e
-
-    num = len(source)
-    if num == 0:
+    if len(source) == 0:
         raise DataError(f"Split {split!r} of tfds dataset {name!r} is empty.")
+    return source, features
+
+
+def _tfds_shape(source) -> tuple[int, ...]:
     first = np.asarray(source[0]["image"])
-    check_fits(
-        f"tfds dataset {name!r}, split {split!r},",
-        num,
-        first.shape if first.ndim == 3 else (*first.shape, 1),
-        hint=f"a part of it (--config.data.split='{split.split('[')[0]}[:10%]')",
-    )
-    label_feature = features["label"] if "label" in feature_names else None
+    return first.shape if first.ndim == 3 else (*first.shape, 1)
+
+
+def load_tfds(
+    name: str,
+    *,
+    split: str = "train",
+    data_dir: str | None = None,
+    image_size: int = 0,
+    stream: bool = False,
+    budget: int | None = None,
+) -> Dataset:
+    """Loads a prepared tfds image dataset into one uint8 array, without TensorFlow.
+
+    Reads through ``tfds.data_source(name, split=split, data_dir=data_dir,
+    download=False)``, so the dataset must already be prepared in ``data_dir`` in a
+    random-access format (``array_record``); nothing is downloaded. Works inside
+    ``tfds.testing.mock_data``, which mocks ``tfds.data_source``.
+
+    Args:
+      name: A registered tfds name, optionally with config and version:
+        ``"mnist"``, ``"mnist:3.0.1"``, ``"cifar10"``.
+      split: A tfds split, e.g. ``"train"`` or ``"train[:90%]"``.
+      data_dir: The tfds data folder; None uses tfds' default (``TFDS_DATA_DIR``
+        or ``~/tensorflow_datasets``).
+      image_size: 0 keeps the images as stored; S center-crops each to a square and
+        resizes it to S×S (:func:`center_crop_resize`).
+      stream: hold no images: the result's ``source`` reads them one by one (the Grain
+        loader's, :mod:`jaxgan.data.streaming`). Every image is still read once, for the
+        fingerprint (the same as the in-memory dataset's) and the labels.
+      budget: the most bytes the images may take in memory (None:
+        :data:`DATA_MEMORY_FRACTION` of the device's); not checked with ``stream``.
+
+    Returns:
+      A ``Dataset`` of kind ``"images"`` with the ``"image"`` feature of every
+      example of the split, in tfds order, as ``arrays["images"]`` uint8
+      (N, H, W, C) (none with ``stream``, which sets ``source``; the labels are kept).
+
+    Raises:
+      DataError: The name is not a tfds dataset; the dataset is not prepared in
+        ``data_dir`` (or not in a random-access format); it has no ``"image"``
+        feature; its images are not uint8 or differ in shape.
+    """
+    source, features = _open_tfds(name, split, data_dir)
+    num = len(source)
+    stored_shape = _tfds_shape(source)
+    shape = _image_shape(stored_shape, image_size)
+    if not stream:
+        check_fits(
+            f"tfds dataset {name!r}, split {split!r},", num, shape, budget=budget,
+            hint=f"a part of it (--config.data.split='{split.split('[')[0]}[:10%]')",
+        )  # fmt: skip
+    label_feature = features["label"] if "label" in features.keys() else None
     num_classes = int(getattr(label_feature, "num_classes", 0) or 0)
-    labels = np.zeros(num if num_classes else 0, np.int64)
-    images = None
-    for i in range(num):
+
+    def read(i: int) -> tuple[np.ndarray, int]:
         example = source[i]
         image = np.asarray(example["image"])
-        if num_classes:
-            labels[i] = int(np.asarray(example["label"]))
         if image.ndim == 2:
             image = image[..., None]
-        if images is None:
-            if image.dtype != np.uint8 or image.ndim != 3:
-                raise DataError(
-                    f"tfds dataset {name!r}: 'image' is {image.dtype} of shape "
-                    f"{image.shape}; jaxgan needs uint8 images of shape (H, W, C)."
-                )
-            images = np.empty((num, *image.shape), dtype=np.uint8)
-        if image.shape != images.shape[1:] or image.dtype != np.uint8:
+        if i == 0 and (image.dtype != np.uint8 or image.ndim != 3):
+            raise DataError(
+                f"tfds dataset {name!r}: 'image' is {image.dtype} of shape "
+                f"{image.shape}; jaxgan needs uint8 images of shape (H, W, C)."
+            )
+        if image.shape != stored_shape or image.dtype != np.uint8:
             raise DataError(
                 f"tfds dataset {name!r}: example {i} has an image of {image.dtype} "
-                f"{image.shape}, unlike the first ({images.shape[1:]} uint8); jaxgan "
+                f"{image.shape}, unlike the first ({stored_shape} uint8); jaxgan "
                 "needs images of one fixed shape."
             )
-        images[i] = image
-    dataset = _images_dataset(name, images)
+        return image, int(np.asarray(example["label"])) if num_classes else 0
+
+    labels = np.zeros(num if num_classes else 0, np.int64)
+    images = None if stream else np.empty((num, *shape), dtype=np.uint8)
+    digest = _ImagesDigest(num, stored_shape)
+    for i in range(num):
+        image, label = read(i)
+        digest.update(image)
+        if num_classes:
+            labels[i] = label
+        if images is not None:
+            images[i] = center_crop_resize(image, image_size) if image_size else image
+    fingerprint = _resized_fingerprint(digest.hexdigest(), image_size)
+    dataset = Dataset(
+        name=name, kind="images", shape=shape, arrays={} if stream else {"images": images},
+        fingerprint=fingerprint, num_examples=num,
+        source=ImageSource(read, num, image_size) if stream else None,
+    )  # fmt: skip
     return _with_labels(dataset, labels, num_classes) if num_classes else dataset
 
 
@@ -590,11 +764,16 @@ class NotPreparedError(DataError):
 
 
 # ----------------------------------------------------------------------------
-# Memory
+# Memory, and the choice of loader
 # ----------------------------------------------------------------------------
 
 DATA_MEMORY_FRACTION = 0.5
 """The largest share of the device's memory a dataset may take (the rest is the networks')."""
+
+IMAGE_LOADERS = ("auto", "device", "grain")
+"""``config.data.loader``: ``device`` holds the dataset on every device and draws batches
+there; ``grain`` streams them from the host (:mod:`jaxgan.data.streaming`); ``auto`` takes
+``device`` when the dataset fits (:func:`choose_loader`)."""
 
 
 def device_memory_bytes() -> int:
@@ -609,25 +788,113 @@ def device_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_fits(what: str, num: int, shape: tuple[int, ...], *, hint: str) -> None:
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def memory_budget(data_config: Any = None) -> tuple[int, str]:
+    """``(bytes, in words)``: the most a dataset may take on the device:
+    ``config.data.memory_budget_bytes`` when set (> 0), else :data:`DATA_MEMORY_FRACTION`
+    of the device's memory."""
+    budget = int(getattr(data_config, "memory_budget_bytes", 0) or 0)
+    if budget:
+        return budget, f"config.data.memory_budget_bytes = {_size(budget)}"
+    have = device_memory_bytes()
+    return int(DATA_MEMORY_FRACTION * have), (
+        f"{DATA_MEMORY_FRACTION:.0%} of {_size(have)} of {jax.devices()[0].device_kind} memory"
+    )
+
+
+def check_fits(
+    what: str, num: int, shape: tuple[int, ...], *, hint: str, budget: int | None = None
+) -> None:
     """Refuses, before it is loaded, a dataset of ``num`` uint8 examples of ``shape`` that
-    would take more than :data:`DATA_MEMORY_FRACTION` of the device's memory (jaxgan
-    places a dataset on the device whole).
+    would take more than ``budget`` bytes (None: :data:`DATA_MEMORY_FRACTION` of the
+    device's memory; the device loader places a dataset on the device whole).
 
     Raises:
       DataError: saying how large the data is, how much memory there is, what to do.
     """
     need = int(num) * math.prod(int(d) for d in shape)
-    have = device_memory_bytes()
-    if need > DATA_MEMORY_FRACTION * have:
-        gib = lambda n: f"{n / 2**30:.1f} GiB"
+    if budget is None:
+        budget, words = memory_budget()
+    else:
+        words = f"the budget of {_size(budget)}"
+    if need > budget:
         dims = "×".join(str(d) for d in shape)
         raise DataError(
-            f"{what} is {num:,} images of {dims} = {gib(need)} as uint8, more than "
-            f"{DATA_MEMORY_FRACTION:.0%} of the {gib(have)} of memory of "
-            f"{jax.devices()[0].device_kind} that jaxgan holds a dataset in whole. Train on "
-            f"{hint}, or on smaller images; a streaming loader would be needed for all of it."
+            f"{what} is {num:,} images of {dims} = {_size(need)} as uint8, more than "
+            f"{words} that the device loader holds a dataset in whole. Stream it instead "
+            f"(--config.data.loader=grain, or auto), or train on {hint}, or on smaller images "
+            "(--config.data.image_size)."
         )
+
+
+def _idx_count_and_shape(directory: str, split: str) -> tuple[int, tuple[int, ...]]:
+    """The number and shape of the images of an IDX split, from its header alone."""
+    images_path, _ = _idx_paths(directory, split)
+    try:
+        with gzip.open(images_path, "rb") as f:
+            header = f.read(16)
+    except (EOFError, OSError, zlib.error) as e:
+        raise DataError(f"IDX file {images_path!r} is truncated or corrupt ({e}).") from e
+    if len(header) < 16 or int.from_bytes(header[:4], "big") != _IDX_IMAGES_MAGIC:
+        _read_idx(images_path, _IDX_IMAGES_MAGIC)  # raises, saying what is wrong
+    num, height, width = (int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in (1, 2, 3))
+    return num, (height, width, 1)
+
+
+def choose_loader(data_config: Any) -> tuple[str, str]:
+    """``(loader, why)``: ``"device"`` or ``"grain"`` for the data a config asks for, and
+    the reason in words, without loading the data.
+
+    ``config.data.loader`` ``"device"`` or ``"grain"`` is taken as it is; ``"auto"`` (the
+    default) takes ``"device"`` when the images (after ``config.data.image_size``) fit in
+    :func:`memory_budget`, else ``"grain"``. The embedded 2-D mixtures are always drawn on
+    the device.
+
+    Raises:
+      DataError: the data cannot be opened, or ``"grain"`` was asked for a 2-D mixture.
+    """
+    loader = getattr(data_config, "loader", None) or "auto"
+    if loader not in IMAGE_LOADERS:
+        raise DataError(f"Unknown config.data.loader {loader!r}; choose one of {IMAGE_LOADERS}.")
+    name = getattr(data_config, "name", None)
+    if not name:
+        raise DataError("The data config has no dataset name (config.data.name).")
+    idx_dir = getattr(data_config, "idx_dir", None)
+    split = getattr(data_config, "split", None) or "train"
+    image_size = int(getattr(data_config, "image_size", 0) or 0)
+    if name in MIXTURES and not idx_dir:
+        if loader == "grain":
+            raise DataError(
+                f"{name} is an embedded 2-D mixture, drawn on the device: the grain loader "
+                "reads image datasets. Use --config.data.loader=auto."
+            )
+        return "device", f"{name} is an embedded 2-D mixture"
+    if name == STACKED_MNIST:
+        num, shape = getattr(data_config, "num_examples", None) or STACKED_MNIST_SIZE, (28, 28, 3)
+    elif idx_dir:
+        num, shape = _idx_count_and_shape(idx_dir, split)
+    else:
+        data_dir = getattr(data_config, "data_dir", None) or None
+        try:
+            source, _ = _open_tfds(name, split, data_dir)
+        except NotPreparedError as e:
+            _raise_not_prepared(name, data_dir, e)
+        num, shape = len(source), _tfds_shape(source)
+    shape = _image_shape(shape, image_size)
+    need = int(num) * math.prod(shape)
+    budget, words = memory_budget(data_config)
+    size = f"{name} {_size(need)}: {int(num):,} images of {'×'.join(map(str, shape))}"
+    if loader != "auto":
+        return loader, f"config.data.loader={loader}; {size}"
+    if need <= budget:
+        return "device", f"{size} ≤ {words}"
+    return "grain", f"{size} > {words}"
 
 
 # ----------------------------------------------------------------------------
@@ -635,13 +902,14 @@ def check_fits(what: str, num: int, shape: tuple[int, ...], *, hint: str) -> Non
 # ----------------------------------------------------------------------------
 
 
-def load(data_config: Any) -> Dataset:
+def load(data_config: Any, *, stream: bool = False) -> Dataset:
     """Loads the dataset a config asks for.
 
     Dispatch: ``name == "stacked_mnist"`` → :func:`stacked_mnist` from the MNIST IDX
     files in ``idx_dir`` (with ``num_examples`` and ``seed``, when the config has
     them); ``idx_dir`` set → :func:`load_idx`; ``name`` in ``("ring8", "grid25")`` →
-    :func:`mixture`; anything else → :func:`load_tfds`.
+    :func:`mixture`; anything else → :func:`load_tfds`. Images are then center-cropped
+    and resized when ``image_size`` is set.
 
     Args:
       data_config: An ``ml_collections.ConfigDict`` (or any object with these
@@ -649,9 +917,12 @@ def load(data_config: Any) -> Dataset:
         ``"fashion_mnist"``, ``"stacked_mnist"`` or any tfds name, optionally
         ``"name:version"``); ``idx_dir`` (folder of IDX files, or None);
         ``data_dir`` (tfds data folder, or None); ``split`` (e.g. ``"train"``);
-        for ``stacked_mnist`` only, ``num_examples`` (default 128,000) and
-        ``seed`` (default 0). Missing optional attributes count as None, and a
-        missing ``split`` as ``"train"``.
+        ``image_size`` (0: as stored; S: :func:`center_crop_resize` to S×S);
+        ``memory_budget_bytes`` (see :func:`memory_budget`); for ``stacked_mnist``
+        only, ``num_examples`` (default 128,000) and ``seed`` (default 0). Missing
+        optional attributes count as None (0), and a missing ``split`` as ``"train"``.
+      stream: a streamed dataset (``source`` set, no images in ``arrays``) for the Grain
+        loader (:mod:`jaxgan.data.streaming`); images only.
 
     Returns:
       The loaded ``Dataset``.
@@ -670,18 +941,25 @@ def load(data_config: Any) -> Dataset:
     idx_dir = getattr(data_config, "idx_dir", None)
     data_dir = getattr(data_config, "data_dir", None) or None
     split = getattr(data_config, "split", None) or "train"
+    image_size = int(getattr(data_config, "image_size", 0) or 0)
+    budget = (
+        memory_budget(data_config)[0] if getattr(data_config, "memory_budget_bytes", 0) else None
+    )
     if name == STACKED_MNIST:
         if not idx_dir:
             raise DataError(
                 "stacked_mnist is built from the MNIST IDX files: set config.data.idx_dir to "
                 "the folder of MNIST's four IDX .gz files."
             )
-        return stacked_mnist(
-            idx_dir,
-            split=split,
-            num_examples=getattr(data_config, "num_examples", None) or STACKED_MNIST_SIZE,
-            seed=getattr(data_config, "seed", None) or 0,
-        )
+        num = getattr(data_config, "num_examples", None) or STACKED_MNIST_SIZE
+        if not stream:
+            check_fits(STACKED_MNIST, num, _image_shape((28, 28, 3), image_size), budget=budget,
+                       hint="fewer --config.data.num_examples")  # fmt: skip
+        dataset = stacked_mnist(
+            idx_dir, split=split, num_examples=num, seed=getattr(data_config, "seed", None) or 0,
+            check_memory=False,
+        )  # fmt: skip
+        return _finish(dataset, image_size, stream)
     if idx_dir:
         base = name.split(":")[0].split("/")[0]
         if base not in IDX_NAMES:
@@ -689,20 +967,31 @@ def load(data_config: Any) -> Dataset:
                 f"config.data.idx_dir is set, so the dataset name must be one of "
                 f"{IDX_NAMES}, not {name!r}. Unset idx_dir to load {name!r}."
             )
-        return load_idx(idx_dir, name=base, split=split)
+        return _finish(load_idx(idx_dir, name=base, split=split), image_size, stream)
     if name in MIXTURES:
+        if stream:
+            raise DataError(f"{name} is an embedded 2-D mixture: it is drawn on the device.")
         return mixture(name)
-    base = name.split(":")[0].split("/")[0]
     try:
-        return load_tfds(name, split=split, data_dir=data_dir)
+        return load_tfds(
+            name, split=split, data_dir=data_dir, image_size=image_size, stream=stream,
+            budget=budget,
+        )  # fmt: skip
     except NotPreparedError as e:
-        if base not in IDX_NAMES or data_dir:
-            raise
-        raise DataError(  # the fix first: MNIST-family data come from IDX files
-            f"{base} needs its data: python -m jaxgan.data download {base} --dir=data/{base}, "
-            f"then --config.data.idx_dir=data/{base} (or set config.data.data_dir to a folder "
-            f"holding tfds' prepared {base!r})."
-        ) from e
+        _raise_not_prepared(name, data_dir, e)
+
+
+def _raise_not_prepared(name: str, data_dir: str | None, error: NotPreparedError) -> None:
+    """Raises the error for a tfds dataset that is not prepared: for MNIST and
+    Fashion-MNIST, how to download their IDX files (the fix first)."""
+    base = name.split(":")[0].split("/")[0]
+    if base not in IDX_NAMES or data_dir:
+        raise error
+    raise DataError(
+        f"{base} needs its data: python -m jaxgan.data download {base} --dir=data/{base}, "
+        f"then --config.data.idx_dir=data/{base} (or set config.data.data_dir to a folder "
+        f"holding tfds' prepared {base!r})."
+    ) from error
 
 
 # ----------------------------------------------------------------------------
@@ -737,6 +1026,19 @@ def images_in_range(images: Any, value_range: tuple[float, float]) -> np.ndarray
     if images.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {images.dtype}")
     return _pixel_values(value_range)[images]
+
+
+def batch_indices(key: jax.Array, num: int, size: int) -> jax.Array:
+    """int32 (num,): the examples a batch of ``num`` takes from ``size``, i.i.d. uniform with
+    replacement, a pure function of ``key``: the one rule of both loaders (on device in
+    :func:`sample_batch`, on the host in :mod:`jaxgan.data.streaming`)."""
+    return jax.random.randint(key, (num,), 0, size)
+
+
+def pixels_to_floats(images: Any, value_range: tuple[float, float]) -> jax.Array:
+    """uint8 pixels as float32 in ``value_range`` through :func:`_pixel_values`' table (0 →
+    ``low``, 255 → ``high`` exactly), as both loaders convert their batches."""
+    return jnp.asarray(_pixel_values(value_range))[images]
 
 
 def sample_batch(
@@ -800,9 +1102,8 @@ def sample_batch(
                 f"dataset_arrays['images'] is {images.dtype} {images.shape}; expected uint8 "
                 f"(N, {', '.join(map(str, dataset.shape))}) for dataset {dataset.name!r}."
             )
-        index = jax.random.randint(key, (num,), 0, images.shape[0])
-        batch = jnp.take(jnp.asarray(images), index, axis=0)
-        batch = jnp.asarray(_pixel_values(value_range))[batch]
+        index = batch_indices(key, num, images.shape[0])
+        batch = pixels_to_floats(jnp.take(jnp.asarray(images), index, axis=0), value_range)
         if labels:
             classes = jnp.take(jnp.asarray(dataset_arrays["labels"]), index, axis=0)
             return batch, classes.astype(jnp.int32)
