@@ -374,6 +374,8 @@ def test_sigint_to_one_of_two_processes_stops_both_with_143(tmp_path):
 
 
 def test_a_dataset_larger_than_the_device_is_refused_before_it_is_loaded(tmp_path, monkeypatch):
+    """loader=device refuses data over half the device's memory, before reading it, and
+    says to stream it; loader=auto (the default) streams the same data through Grain."""
     import tensorflow_datasets as tfds
 
     from jaxgan.configs import mnist_mlp
@@ -381,13 +383,22 @@ def test_a_dataset_larger_than_the_device_is_refused_before_it_is_loaded(tmp_pat
     monkeypatch.setattr(data, "device_memory_bytes", lambda: 20_000)  # 20 kB "device"
     config = mnist_mlp.get_config()
     config.batch_size, config.num_steps = 10, 2
+    config.log_every = config.ckpt_every = config.eval_every = 2
+    config.eval_metrics = config.eval_parzen = False
+    config.data.loader = "device"
     with tfds.testing.mock_data(num_examples=40):  # 40 x 784 bytes = 31 kB > 50 % of 20 kB
         with pytest.raises(errors.DataError) as info:
             trainer.train_and_evaluate(config, str(tmp_path / "w"), log=lambda *_: None)
     message = str(info.value)
-    assert "40 images of 28×28×1 = 0.0 GiB" in message and "of memory of cpu" in message
-    assert "--config.data.split='train[:10%]'" in message
+    assert "40 images of 28×28×1 = 30.6 KiB" in message and "of cpu memory" in message
+    assert "--config.data.loader=grain" in message and "train[:10%]" in message
     assert not (tmp_path / "w" / "checkpoints").exists()
+
+    config.data.loader = "auto"
+    logs = []
+    with tfds.testing.mock_data(num_examples=40):
+        assert trainer.train_and_evaluate(config, str(tmp_path / "w"), log=logs.append) == 0
+    assert any(line.startswith("data: grain loader (mnist 30.6 KiB") for line in logs), logs
 
 
 # ------------------------------------------------------------------ conventions of older runs
