@@ -157,8 +157,6 @@ def run(
         raise ValueError(
             f"steps ({steps}) must be a multiple of steps_per_dispatch ({steps_per_dispatch})"
         )
-    if conv == "auto":
-        conv = hardware.choose_conv(model)[0]
     gan = build_bench_gan(model, conv, spectral_norm)
     key = jax.random.key(seed)
     state = state_lib.create_state(gan, key)
@@ -210,7 +208,7 @@ def run(
         "steps": steps,
         "steps_per_dispatch": steps_per_dispatch,
         "fresh_g_noise": fresh_g_noise,
-        "conv": conv if model not in ("mlp", "toy2d") else None,
+        "conv": getattr(gan.models.generator, "conv", None),  # auto resolved; None: no convs
         "spectral_norm": spectral_norm,
         "augment": augment,
         "img_per_s": round(batch / step_s, 2),
