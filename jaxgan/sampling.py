@@ -179,7 +179,19 @@ _REFINE_STREAM, _RESTART_STREAM = 6, 7
 REFINE_BATCH = 500
 """Real and generated examples per step of :meth:`Guide.refine`."""
 REFINE_LEARNING_RATE = 1e-3
-"""Adam's learning rate (β1 0.5) in :meth:`Guide.refine`."""
+"""Adam's first learning rate (β1 0.5) in :meth:`Guide.refine`; see :func:`refine_schedule`."""
+
+
+def refine_schedule(num_steps: int) -> optax.Schedule:
+    """The learning rate of :meth:`Guide.refine`'s ``num_steps`` steps: a cosine decay from
+    :data:`REFINE_LEARNING_RATE` to 0.
+
+    A constant rate leaves D wandering around ``D*`` at the size of its last steps; decaying it
+    settles D there. Measured on the grid25 preset (seed 0, MH K 100, docs/RESULTS.md): 2,000
+    steps at the constant rate gave 94.0 % high quality and reverse KL 0.146, the cosine decay
+    96.8 % and 0.069, and 6,000 decayed steps 98.6 % and 0.028.
+    """
+    return optax.cosine_decay_schedule(REFINE_LEARNING_RATE, max(int(num_steps), 1))
 
 
 class GuidedSamplingError(errors.JaxganError, ValueError):
@@ -232,21 +244,22 @@ class Guide:
 
         The GAN's D is the density-ratio estimator of the guided methods, but at the end of
         training it is the D of a game that was still moving (and smoothed by penalties
-        such as R1): ``num_steps`` Adam steps (learning rate :data:`REFINE_LEARNING_RATE`,
-        β1 0.5) of the original GAN loss (Goodfellow et al.: ``softplus(-D(x)) +
-        softplus(D(G(z)))``, no penalty), each on :data:`REFINE_BATCH` examples drawn with
-        replacement from ``real`` and as many fresh samples of the guided G, bring D close
-        to ``D*`` for this G (Azadi et al. 2019 continue training D with G fixed for the
-        same reason). D runs in eval mode (BatchNorm statistics fixed, no dropout).
+        such as R1): ``num_steps`` Adam steps (β1 0.5, the learning rate decaying from
+        :data:`REFINE_LEARNING_RATE` to 0 by :func:`refine_schedule`) of the original GAN
+        loss (Goodfellow et al.: ``softplus(-D(x)) + softplus(D(G(z)))``, no penalty), each
+        on :data:`REFINE_BATCH` examples drawn with replacement from ``real`` and as many
+        fresh samples of the guided G, bring D close to ``D*`` for this G (Azadi et al. 2019
+        continue training D with G fixed for the same reason). D runs in eval mode
+        (BatchNorm statistics fixed, no dropout).
 
         Returns:
-          The state with the refined ``d_params``, and ``{"refine_steps", "loss_first",
-          "loss_last"}`` (the loss of the first and last step).
+          The state with the refined ``d_params``, and ``{"refine_steps", "learning_rate",
+          "loss_first", "loss_last"}`` (the schedule; the loss of the first and last step).
         """
         real = jnp.asarray(real, jnp.float32)
         g_variables = self.sampler.variables(state, ema=ema)
         models, score, generate = self.models, self._score_fn, self._generate_fn
-        optimizer = optax.adam(REFINE_LEARNING_RATE, b1=0.5)
+        optimizer = optax.adam(refine_schedule(num_steps), b1=0.5)
 
         def loss(d_params, d_model_state, x_real, x_fake):
             real_logits = score(d_params, d_model_state, x_real)
@@ -274,6 +287,7 @@ class Guide:
         values = np.asarray(values)
         return state.replace(d_params=d_params), {
             "refine_steps": int(num_steps),
+            "learning_rate": f"cosine {REFINE_LEARNING_RATE:g} to 0",
             "loss_first": float(values[0]),
             "loss_last": float(values[-1]),
         }

@@ -234,6 +234,25 @@ def test_evaluate_cli_scores_mh_beside_plain(toy_run, capsys):
     assert guided_record["real_data_floor"]["modes"] == 25
 
 
+def test_refine_schedule_decays_from_the_first_rate_to_zero():
+    schedule = sampling.refine_schedule(1000)
+    rates = np.array([float(schedule(i)) for i in range(0, 1001, 50)])
+    assert rates[0] == pytest.approx(sampling.REFINE_LEARNING_RATE)
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12) and np.all(np.diff(rates) < 0)
+    assert float(schedule(500)) == pytest.approx(sampling.REFINE_LEARNING_RATE / 2)
+
+
+def test_refine_steps_follow_the_schedule(toy_state, monkeypatch):
+    gan, config, st = toy_state
+    guide = sampling.Guide(sampling.Sampler.for_config(gan, config), gan)
+    real = np.random.default_rng(0).normal(0, 1, (500, 2)).astype(np.float32)
+    monkeypatch.setattr(sampling, "refine_schedule", lambda num_steps: lambda count: 0.0)
+    still, record = guide.refine(st, real, 20, jax.random.key(0), ema=False)
+    # a rate of zero throughout leaves D where it was: the optimizer takes its rate from there
+    assert jax.tree.all(jax.tree.map(np.array_equal, still.d_params, st.d_params))
+    assert record["learning_rate"].startswith("cosine")
+
+
 def test_refining_d_with_g_fixed_lowers_its_loss_and_is_seeded(toy_state):
     gan, config, st = toy_state
     sampler = sampling.Sampler.for_config(gan, config)
