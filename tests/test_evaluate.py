@@ -40,6 +40,53 @@ def test_samples_far_from_every_mode_are_not_high_quality():
     assert result["reverse_kl"] == math.inf
 
 
+def _mixture_draws(name, num_per_mode, seed=0):
+    ds = data.mixture(name)
+    means = np.asarray(ds.arrays["means"], np.float64)
+    rng = np.random.default_rng(seed)
+    x = means.repeat(num_per_mode, axis=0) + ds.std * rng.standard_normal(
+        (len(means) * num_per_mode, 2)
+    )
+    return x, means, ds.std
+
+
+def test_bound_of_a_generator_that_is_the_mixture_is_the_real_data_ceiling():
+    x, means, std = _mixture_draws("grid25", 40_000)
+    bound = metrics.mode_coverage_bound(x, means, std, draws_per_mode=4_000)
+    assert bound["modes"] == 25.0 and bound["reverse_kl"] < 0.002
+    assert bound["high_quality"] == pytest.approx(metrics.HIGH_QUALITY_OF_REAL_DATA, abs=0.005)
+    assert bound["support_mass"] > 0.97 and min(bound["mode_support"]) > 0.95
+
+
+def test_bound_gives_a_half_covered_mode_half_its_share_and_a_missed_mode_none():
+    x, means, std = _mixture_draws("ring8", 40_000)
+    per_mode = x.reshape(8, 40_000, 2)
+    half = per_mode[0][per_mode[0][:, 0] > means[0, 0]]  # mode 0 only right of its centre
+    generated = np.concatenate([half, *per_mode[2:]])  # and mode 1 not at all
+    bound = metrics.mode_coverage_bound(generated, means, std, draws_per_mode=20_000)
+    support = bound["mode_support"]
+    assert support[0] == pytest.approx(0.5, abs=0.03) and support[1] == 0.0
+    assert min(support[2:]) > 0.95 and bound["modes"] == 7.0
+    q = np.array([0.5, 1, 1, 1, 1, 1, 1]) / 6.5  # the restricted mixture's mode shares
+    assert bound["reverse_kl"] == pytest.approx(np.sum(q * np.log(q * 8)), abs=0.01)
+
+
+def test_bound_is_blind_to_wrong_weights_that_reweighting_can_fix():
+    x, means, std = _mixture_draws("ring8", 20_000)
+    heavy = np.concatenate([x, np.repeat(x[:20_000], 9, axis=0)])  # mode 0 ten times too often
+    assert metrics.mode_coverage(heavy, means, std)["reverse_kl"] > 0.5
+    bound = metrics.mode_coverage_bound(heavy, means, std, draws_per_mode=10_000)
+    assert bound["modes"] == 8.0 and bound["reverse_kl"] < 0.01
+
+
+def test_bound_refuses_mismatched_shapes_and_a_zero_std():
+    means = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="generated"):
+        metrics.mode_coverage_bound(np.zeros((5, 3)), means, 0.1)
+    with pytest.raises(ValueError, match="std"):
+        metrics.mode_coverage_bound(np.zeros((5, 2)), means, 0.0)
+
+
 # ----------------------------------------------------------------------------
 # Fréchet distance
 # ----------------------------------------------------------------------------
