@@ -25,12 +25,12 @@ CHUNK = 200_000
 
 
 def main(argv):
-    workdir = argv[0]
     opts = dict(a.lstrip("-").split("=", 1) for a in argv[1:] if "=" in a)
     unknown = set(opts) - {"seeds", "step", "num", "bin_size", "min_count"}
-    if not argv or workdir.startswith("-") or unknown:
+    if not argv or argv[0].startswith("-") or unknown:
         print(__doc__, file=sys.stderr)
         return 2
+    workdir = argv[0]
     step = int(opts["step"]) if "step" in opts else None
     num = int(float(opts.get("num", 2_000_000)))
     bin_size = float(opts["bin_size"]) if "bin_size" in opts else None
